@@ -1,0 +1,307 @@
+//! hoopd's configuration: TOML, strict (`deny_unknown_fields`), validated with errors naming the key.
+//!
+//! Every key and its default is documented in `docs/config.md`. When no file exists at the default
+//! path, the embedded `default.toml` applies.
+
+mod ports;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+pub use ports::PortSpec;
+
+/// Where hoopd looks for its configuration unless `--config` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/hoop/hoop.toml";
+/// The configuration used when [`DEFAULT_PATH`] does not exist.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{origin}: {source}")]
+    Parse { origin: String, source: Box<toml::de::Error> },
+    #[error("{origin}: {key}: {reason}")]
+    Invalid { origin: String, key: String, reason: String },
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub listen: Listen,
+    #[serde(default)]
+    pub intercept: Intercept,
+    #[serde(default)]
+    pub state: State,
+    #[serde(default)]
+    pub proxy: Proxy,
+    #[serde(default, rename = "target")]
+    pub targets: Vec<Target>,
+}
+
+/// `[listen]`: hoopd's listener, where protected connects are redirected.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    /// IPv4 loopback address; default `127.0.0.1:977`.
+    pub address: SocketAddr,
+    /// IPv6 loopback address; default `[::1]:977`. Without it IPv6 connects are sent to the
+    /// IPv4 listener through its v4-mapped address.
+    pub address6: Option<SocketAddr>,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self { address: "127.0.0.1:977".parse().unwrap(), address6: Some("[::1]:977".parse().unwrap()) }
+    }
+}
+
+/// `[intercept]`: where the eBPF programs attach and how hoopd's own traffic is recognised.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Intercept {
+    /// cgroup v2 directory to attach to; default: the root of the cgroup v2 hierarchy.
+    pub cgroup: Option<PathBuf>,
+    /// bpffs directory for pinned programs, links and maps; default `/sys/fs/bpf/hoop`.
+    pub pin_dir: PathBuf,
+    /// SO_MARK hoopd puts on its own upstream sockets: never redirected, never dropped by the guard.
+    pub mark: u32,
+    /// Install the nftables guard; default `true`.
+    pub guard: bool,
+    /// Name of the nftables table (family `inet`) of the guard; default `hoop`.
+    pub nft_table: String,
+}
+
+impl Default for Intercept {
+    fn default() -> Self {
+        Self {
+            cgroup: None,
+            pin_dir: PathBuf::from("/sys/fs/bpf/hoop"),
+            mark: 0x686f_6f70, // "hoop"
+            guard: true,
+            nft_table: "hoop".into(),
+        }
+    }
+}
+
+/// `[state]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct State {
+    /// State directory (node CA, audit trail); default `/var/lib/hoop`.
+    pub dir: PathBuf,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("/var/lib/hoop") }
+    }
+}
+
+/// `[proxy]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Proxy {
+    /// Time allowed to connect to an upstream, in milliseconds; default 10000.
+    pub connect_timeout_ms: u64,
+    /// How often exact target host names are resolved again, in seconds; default 300.
+    pub resolve_interval_s: u64,
+}
+
+impl Default for Proxy {
+    fn default() -> Self {
+        Self { connect_timeout_ms: 10_000, resolve_interval_s: 300 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Postgres,
+    Tds,
+    Https,
+    Kubernetes,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Postgres => "postgres",
+            Self::Tds => "tds",
+            Self::Https => "https",
+            Self::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+/// `[[target]]`: a protected endpoint.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub name: String,
+    pub protocol: Protocol,
+    /// Protected address ranges.
+    #[serde(default)]
+    pub cidrs: Vec<IpNet>,
+    /// Protected names: exact names are resolved; `*.suffix` wildcards need DNS learning.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Protected ports: numbers or `"lo-hi"` ranges.
+    pub ports: Vec<PortSpec>,
+}
+
+impl Target {
+    pub fn exact_hosts(&self) -> impl Iterator<Item = &str> {
+        self.hosts.iter().map(String::as_str).filter(|h| !h.starts_with("*."))
+    }
+
+    pub fn wildcard_hosts(&self) -> impl Iterator<Item = &str> {
+        self.hosts.iter().map(String::as_str).filter(|h| h.starts_with("*."))
+    }
+
+    /// Every protected port, ranges expanded.
+    pub fn port_list(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ports.iter().flat_map(|p| p.lo()..=p.hi())
+    }
+}
+
+impl Config {
+    /// Loads `path`, or the default path, or — when no path was given and the default path does
+    /// not exist — the embedded default. Returns the config and where it came from.
+    pub fn load(path: Option<&Path>) -> Result<(Self, String), ConfigError> {
+        let (text, origin) = match path {
+            Some(p) => (read(p)?, p.display().to_string()),
+            None if Path::new(DEFAULT_PATH).exists() => {
+                (read(Path::new(DEFAULT_PATH))?, DEFAULT_PATH.to_string())
+            }
+            None => (EMBEDDED_DEFAULT.to_string(), "embedded default config".to_string()),
+        };
+        Ok((Self::parse(&text, &origin)?, origin))
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let cfg: Self = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { origin: origin.to_string(), source: Box::new(e) })?;
+        cfg.validate().map_err(|(key, reason)| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key,
+            reason,
+        })?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let l = &self.listen;
+        if !(l.address.is_ipv4() && l.address.ip().is_loopback()) {
+            return Err(("listen.address".into(), "must be an IPv4 loopback address".into()));
+        }
+        if let Some(a6) = l.address6 {
+            if !(a6.is_ipv6() && a6.ip().is_loopback()) {
+                return Err(("listen.address6".into(), "must be an IPv6 loopback address".into()));
+            }
+        }
+        let i = &self.intercept;
+        if i.mark == 0 {
+            return Err(("intercept.mark".into(), "must not be 0 (0 is every unmarked socket)".into()));
+        }
+        if i.nft_table.is_empty() || !i.nft_table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(("intercept.nft_table".into(), "must be non-empty [A-Za-z0-9_]".into()));
+        }
+        if !i.pin_dir.is_absolute() {
+            return Err(("intercept.pin_dir".into(), "must be an absolute path".into()));
+        }
+        if let Some(cg) = &i.cgroup {
+            if !cg.is_absolute() {
+                return Err(("intercept.cgroup".into(), "must be an absolute path".into()));
+            }
+        }
+        if !self.state.dir.is_absolute() {
+            return Err(("state.dir".into(), "must be an absolute path".into()));
+        }
+        if self.proxy.connect_timeout_ms == 0 {
+            return Err(("proxy.connect_timeout_ms".into(), "must be > 0".into()));
+        }
+        if self.proxy.resolve_interval_s == 0 {
+            return Err(("proxy.resolve_interval_s".into(), "must be > 0".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (n, t) in self.targets.iter().enumerate() {
+            let key = |field: &str| format!("target[{n}].{field}");
+            validate_target(t, &key, &self.listen)?;
+            if !names.insert(t.name.as_str()) {
+                return Err((key("name"), format!("duplicate target name {:?}", t.name)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The listener addresses (IPv4 first).
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.listen.address).chain(self.listen.address6).collect()
+    }
+}
+
+fn validate_target(
+    t: &Target,
+    key: &dyn Fn(&str) -> String,
+    listen: &Listen,
+) -> Result<(), (String, String)> {
+    let name_ok = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    if t.name.is_empty() || !t.name.chars().all(name_ok) {
+        return Err((key("name"), format!("{:?} must be non-empty [A-Za-z0-9-_.]", t.name)));
+    }
+    if t.ports.is_empty() {
+        return Err((key("ports"), "at least one port is required".into()));
+    }
+    for (j, p) in t.ports.iter().enumerate() {
+        p.validate().map_err(|r| (key(&format!("ports[{j}]")), r))?;
+    }
+    if t.cidrs.is_empty() && t.hosts.is_empty() {
+        return Err((key("cidrs"), "a target needs cidrs or hosts".into()));
+    }
+    for (j, h) in t.hosts.iter().enumerate() {
+        if !valid_host(h) {
+            return Err((key(&format!("hosts[{j}]")), format!("{h:?} is not a host name or *.suffix")));
+        }
+    }
+    for (j, c) in t.cidrs.iter().enumerate() {
+        if *c != c.trunc() {
+            return Err((key(&format!("cidrs[{j}]")), format!("{c} has host bits set (use {})", c.trunc())));
+        }
+        for l in std::iter::once(listen.address).chain(listen.address6) {
+            if c.contains(&l.ip()) && t.ports.iter().any(|p| p.contains(l.port())) {
+                return Err((key(&format!("cidrs[{j}]")), format!("covers hoopd's own listener {l}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A DNS name (letters, digits, hyphens, dots) or `*.` followed by one.
+pub fn valid_host(h: &str) -> bool {
+    let name = h.strip_prefix("*.").unwrap_or(h);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+fn read(p: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })
+}

@@ -1,0 +1,157 @@
+//! hoopd assembled: bind the listener, attach the redirect, install the guard, serve, and apply
+//! configuration changes on SIGHUP without dropping live sessions.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use tokio::{
+    net::TcpListener,
+    signal::unix::{SignalKind, signal},
+};
+
+use crate::{
+    config::{Config, ConfigError},
+    intercept::{self, Intercept, guard, targets::{Resolved, TargetSet}},
+    proxy::{self, Node},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("state directory {path}: {source}")]
+    State { path: PathBuf, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Intercept(#[from] intercept::InterceptError),
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Runs hoopd until SIGTERM/SIGINT. The pinned redirect and the guard stay after exit.
+pub async fn run(mut cfg: Config, config_path: Option<PathBuf>, origin: String) -> Result<(), DaemonError> {
+    create_state_dir(&cfg)?;
+    let listeners = bind(&mut cfg).await?;
+    intercept::report_pending_wildcards(&cfg);
+    let mut resolved = intercept::resolve_hosts(&cfg, &Resolved::new()).await;
+    let set = TargetSet::build(&cfg, &resolved);
+    let intercept = Intercept::start(&cfg, &set)?;
+    apply_guard(&cfg, intercept.scope(), &set)?;
+    let node = Arc::new(Node {
+        intercept,
+        targets: RwLock::new(Arc::new(set)),
+        mark: cfg.intercept.mark,
+        connect_timeout: RwLock::new(Duration::from_millis(cfg.proxy.connect_timeout_ms)),
+    });
+    for l in listeners {
+        tokio::spawn(proxy::serve(l, node.clone()));
+    }
+    let addrs: Vec<String> = cfg.listen_addrs().iter().map(ToString::to_string).collect();
+    tracing::info!(config = %origin, listen = ?addrs, targets = cfg.targets.len(), "hoopd ready");
+
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+    let mut refresh = tokio::time::interval(Duration::from_secs(cfg.proxy.resolve_interval_s));
+    refresh.tick().await;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                if let Some(new) = reload(&cfg, config_path.as_deref()) {
+                    cfg = new;
+                    resolved = intercept::resolve_hosts(&cfg, &resolved).await;
+                    retarget(&node, &cfg, &resolved);
+                }
+            }
+            _ = refresh.tick() => {
+                let fresh = intercept::resolve_hosts(&cfg, &resolved).await;
+                if fresh != resolved {
+                    resolved = fresh;
+                    retarget(&node, &cfg, &resolved);
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    let s = node.intercept.stats();
+    tracing::info!(redirected = s.redirected, "hoopd stopping; redirect and guard stay in place (fail closed)");
+    Ok(())
+}
+
+fn create_state_dir(cfg: &Config) -> Result<(), DaemonError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = &cfg.state.dir;
+    let err = |source| DaemonError::State { path: dir.clone(), source };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)
+}
+
+/// Binds the listeners. An IPv6 listener that cannot bind (no IPv6 loopback) is dropped with a
+/// warning: IPv6 connects then go to the IPv4 listener through its v4-mapped address.
+async fn bind(cfg: &mut Config) -> Result<Vec<TcpListener>, DaemonError> {
+    let v4 = cfg.listen.address;
+    let mut out = vec![TcpListener::bind(v4).await.map_err(|source| DaemonError::Listen { addr: v4, source })?];
+    if let Some(v6) = cfg.listen.address6 {
+        match TcpListener::bind(v6).await {
+            Ok(l) => out.push(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                tracing::warn!(addr = %v6, error = %e, "no IPv6 listener; IPv6 connects use the IPv4 one");
+                cfg.listen.address6 = None;
+            }
+            Err(source) => return Err(DaemonError::Listen { addr: v6, source }),
+        }
+    }
+    Ok(out)
+}
+
+fn apply_guard(cfg: &Config, scope: &intercept::CgroupScope, set: &TargetSet) -> Result<(), DaemonError> {
+    if !cfg.intercept.guard {
+        tracing::warn!("nftables guard disabled by configuration (intercept.guard = false)");
+        return Ok(());
+    }
+    let spec = guard::GuardSpec { table: &cfg.intercept.nft_table, mark: cfg.intercept.mark, scope };
+    guard::apply(&spec, set).map_err(|e| DaemonError::Intercept(e.into()))
+}
+
+/// Loads the configuration again; `None` (old one kept) when it is invalid. Listener and
+/// interception settings need a restart; target and proxy settings apply now.
+fn reload(old: &Config, path: Option<&std::path::Path>) -> Option<Config> {
+    let mut new = match Config::load(path) {
+        Ok((c, _)) => c,
+        Err(e) => {
+            let e: ConfigError = e;
+            tracing::error!(error = %e, "reload failed; keeping the running configuration");
+            return None;
+        }
+    };
+    if new.listen != old.listen || new.intercept != old.intercept || new.state != old.state {
+        tracing::warn!("listen, intercept and state changes take effect at the next restart");
+        new.listen = old.listen.clone();
+        new.intercept = old.intercept.clone();
+        new.state = old.state.clone();
+    }
+    tracing::info!(targets = new.targets.len(), "configuration reloaded");
+    intercept::report_pending_wildcards(&new);
+    Some(new)
+}
+
+/// Moves the data path to the targets of `cfg`: kernel maps (add before remove), then the guard
+/// (one atomic nft transaction), then the user-space view used to dispatch new connections.
+fn retarget(node: &Node, cfg: &Config, resolved: &Resolved) {
+    let mut set = TargetSet::build(cfg, resolved);
+    set.inherit_ids(&node.targets.read().unwrap());
+    match node.intercept.sync_targets(&set) {
+        Ok(conflicts) => conflicts.iter().for_each(|c| tracing::warn!(conflict = %c, "overlapping targets")),
+        Err(e) => tracing::error!(error = %e, "updating the target maps failed"),
+    }
+    if let Err(e) = apply_guard(cfg, node.intercept.scope(), &set) {
+        tracing::error!(error = %e, "updating the nftables guard failed; the previous guard stays");
+    }
+    *node.connect_timeout.write().unwrap() = Duration::from_millis(cfg.proxy.connect_timeout_ms);
+    *node.targets.write().unwrap() = Arc::new(set);
+    tracing::info!(entries = node.targets.read().unwrap().entries().len(), "targets applied");
+}

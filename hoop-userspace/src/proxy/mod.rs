@@ -1,0 +1,116 @@
+//! The listener side of the data path: accept a redirected connection, recover where it was
+//! going and who made it, and dispatch on the target's protocol.
+
+pub mod tcp;
+pub mod upstream;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use hoop_common::OrigDst;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
+
+use crate::{
+    config::Protocol,
+    identity::ProcessFacts,
+    intercept::{Intercept, targets::TargetSet},
+    session::Session,
+};
+
+/// What every connection handler shares; the target set is swapped on reload.
+pub struct Node {
+    pub intercept: Intercept,
+    pub targets: RwLock<Arc<TargetSet>>,
+    pub mark: u32,
+    pub connect_timeout: RwLock<Duration>,
+}
+
+impl Node {
+    fn targets(&self) -> Arc<TargetSet> {
+        self.targets.read().unwrap().clone()
+    }
+}
+
+/// Accepts until the listener fails; each connection runs in its own task.
+pub async fn serve(listener: TcpListener, node: Arc<Node>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let node = node.clone();
+                tokio::spawn(async move { handle(node, stream, peer).await });
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning
+                tracing::error!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+pub fn orig_addr(o: &OrigDst) -> SocketAddr {
+    let ip = crate::intercept::targets::canonical(IpAddr::from(o.addr));
+    SocketAddr::new(ip, u16::from_be(o.port_be))
+}
+
+async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
+    // Only a connection the kernel redirected has a record; anything else (someone connecting
+    // to the listener directly) is closed, never forwarded.
+    let Some(orig) = node.intercept.take_orig(peer) else {
+        tracing::warn!(client.addr = %peer, "connection without a redirect record refused");
+        return;
+    };
+    let dst = orig_addr(&orig);
+    let targets = node.targets();
+    let Some(target) = targets.by_id(orig.target_id).or_else(|| targets.lookup(dst.ip(), dst.port())).cloned() else {
+        tracing::warn!(client.addr = %peer, orig.dst = %dst, "redirected connection matches no target; refused");
+        return;
+    };
+    let process = ProcessFacts::read(&orig);
+    let session = Arc::new(Session::new(target, peer, dst, process));
+    let span = tracing::info_span!(
+        "session",
+        session.id = %session.id,
+        client.addr = %peer,
+        orig.dst = %dst,
+        proto = session.target.config.protocol.as_str()
+    );
+    async move {
+        tracing::info!(target = %session.target.config.name, pid = session.process.pid, "session started");
+        let result = dispatch(&node, &session, stream).await;
+        match result {
+            Ok(()) => session.emit_end("closed", None),
+            Err(e) => session.emit_end("error", Some(&e.to_string())),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("upstream {addr}: {source}")]
+    UpstreamConnect { addr: SocketAddr, source: std::io::Error },
+    #[error("relay: {0}")]
+    Relay(std::io::Error),
+    #[error("protocol {0} is not supported by this hoopd yet; connection refused")]
+    Unsupported(&'static str),
+}
+
+async fn dispatch(node: &Node, session: &Arc<Session>, client: TcpStream) -> Result<(), SessionError> {
+    let proto = session.target.config.protocol;
+    if proto != Protocol::Tcp {
+        // Fail closed: a protocol we cannot inspect is not passed through blindly.
+        return Err(SessionError::Unsupported(proto.as_str()));
+    }
+    let _ = client.set_nodelay(true);
+    let timeout = *node.connect_timeout.read().unwrap();
+    let upstream = upstream::connect(session.orig_dst, node.mark, timeout)
+        .await
+        .map_err(|source| SessionError::UpstreamConnect { addr: session.orig_dst, source })?;
+    tcp::run(session, client, upstream).await.map_err(SessionError::Relay)
+}
