@@ -57,7 +57,7 @@ impl Session {
         tracing::info!(
             event = "session_end",
             session.id = %self.id,
-            target = %self.target.config.name,
+            target_name = %self.target.config.name,
             proto = self.target.config.protocol.as_str(),
             client.addr = %self.client,
             orig.dst = %self.orig_dst,

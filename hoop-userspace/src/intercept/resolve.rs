@@ -40,7 +40,7 @@ pub fn report_pending_wildcards(cfg: &Config) {
         let pending: Vec<&str> = t.wildcard_hosts().collect();
         if !pending.is_empty() {
             tracing::warn!(
-                target = %t.name,
+                target_name = %t.name,
                 hosts = ?pending,
                 "wildcard hosts are pending: they need DNS learning, which this hoopd does not have yet; \
                  only the target's cidrs and exact hosts are protected"

@@ -80,7 +80,7 @@ async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
         proto = session.target.config.protocol.as_str()
     );
     async move {
-        tracing::info!(target = %session.target.config.name, pid = session.process.pid, "session started");
+        tracing::info!(target_name = %session.target.config.name, pid = session.process.pid, "session started");
         let result = dispatch(&node, &session, stream).await;
         match result {
             Ok(()) => session.emit_end("closed", None),
