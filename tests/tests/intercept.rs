@@ -115,7 +115,17 @@ fn guard_drops_when_detached() -> Result<(), Failed> {
     for e in std::fs::read_dir(std::path::Path::new(&env.pin_dir()).join("links"))? {
         std::fs::remove_file(e?.path())?; // last reference: the programs detach
     }
-    let (ok, lines) = env.client(CLIENT, "127.0.0.2:17005", "raw", &["--timeout-ms", "1500"]);
+    // links are released asynchronously after their last reference goes: until then the
+    // (dead) listener still refuses
+    let mut attempt = 0;
+    let (ok, lines) = loop {
+        let (ok, lines) = env.client(CLIENT, "127.0.0.2:17005", "raw", &["--timeout-ms", "1500"]);
+        attempt += 1;
+        if lines[0]["kind"] != "ConnectionRefused" || attempt == 10 {
+            break (ok, lines);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     check(!ok && lines[0]["kind"] == "TimedOut", || format!("expected a drop (timeout): {lines:?}"))?;
     check(echo.accepted() == 0, || "direct path open".into())?;
     let table = Command::new("nft").args(["list", "table", "inet", &env.nft_table()]).output()?;

@@ -62,6 +62,9 @@ pub fn render(spec: &GuardSpec<'_>, targets: &TargetSet) -> Result<String, Guard
     for (i, (ports, (v4, v6))) in groups.iter().enumerate() {
         let ports = ports.iter().map(PortSpec::to_string).collect::<Vec<_>>().join(", ");
         for (fam, ty, nets) in [("ip", "ipv4_addr", v4), ("ip6", "ipv6_addr", v6)] {
+            let mut nets = nets.clone();
+            nets.sort();
+            nets.dedup();
             let set = format!("p{i}_{ty}");
             let _ = write!(out, "  set {set} {{ type {ty}; flags interval; auto-merge;");
             if !nets.is_empty() {
