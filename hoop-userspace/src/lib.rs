@@ -3,6 +3,7 @@
 
 pub mod intercept;
 pub mod identity;
+pub mod tls;
 pub mod proxy;
 pub mod session;
 pub mod config;
