@@ -259,6 +259,30 @@ fn unsupported_protocol_fails_closed() -> Result<(), Failed> {
     check(echo.accepted() == 0, || "passed through".into())
 }
 
+/// `hoopd teardown` detaches and unpins everything and removes the guard: direct again.
+fn teardown_removes_everything() -> Result<(), Failed> {
+    let env = Env::new("teardown", 19012);
+    let echo = Echo::start("127.0.0.2:17012");
+    let cfg = env.write_config(&env.config(&tcp_target("echo", "\"127.0.0.2/32\"", "17012")));
+    let mut h = Hoopd::start(&cfg, None);
+    h.kill9();
+    let out = Command::new(hoop_tests::hoopd_bin()).arg("--config").arg(&cfg).arg("teardown").output()?;
+    check(out.status.success(), || String::from_utf8_lossy(&out.stderr).to_string())?;
+    check(!std::path::Path::new(&env.pin_dir()).exists(), || "pin dir left behind".into())?;
+    let table = Command::new("nft").args(["list", "table", "inet", &env.nft_table()]).output()?;
+    check(!table.status.success(), || "guard table left behind".into())?;
+    // detach is asynchronous (last link reference); then the connect goes direct
+    let mut ok = false;
+    for _ in 0..20 {
+        if env.client(CLIENT, "127.0.0.2:17012", "direct", &[]).0 && echo.accepted() > 0 {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    check(ok, || "not direct after teardown".into())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let root = is_root();
@@ -269,7 +293,7 @@ fn main() {
         }
         eprintln!("note: not root; every interception test below is ignored (needs eBPF, cgroups, nftables)");
     }
-    let tests: [(&str, fn() -> Result<(), Failed>); 11] = [
+    let tests: [(&str, fn() -> Result<(), Failed>); 12] = [
         ("redirect_inside_direct_outside", redirect_inside_direct_outside),
         ("ipv6_and_v4_mapped_with_getpeername", ipv6_and_v4_mapped_with_getpeername),
         ("hoopd_inside_cgroup_not_looped", hoopd_inside_cgroup_not_looped),
@@ -281,6 +305,7 @@ fn main() {
         ("sighup_adds_and_removes_targets", sighup_adds_and_removes_targets),
         ("psql_through_tcp_target", psql_through_tcp_target),
         ("unsupported_protocol_fails_closed", unsupported_protocol_fails_closed),
+        ("teardown_removes_everything", teardown_removes_everything),
     ];
     let trials = tests.into_iter().map(|(name, f)| Trial::test(name, f).with_ignored_flag(!root)).collect();
     libtest_mimic::run(&args, trials).exit();

@@ -60,8 +60,8 @@ impl Bench {
         )?;
         let bin = root().join("target/release");
         let mut b = Self { dir, cgroup, config, bin, children: Vec::new() };
-        for addr in [PROTECTED, UNPROTECTED] {
-            let c = Command::new(b.bin.join("hoop-bench")).args(["serve", addr]).stdout(Stdio::null()).spawn()?;
+        for (mode, addr) in [("serve", PROTECTED), ("sink", UNPROTECTED)] {
+            let c = Command::new(b.bin.join("hoop-bench")).args([mode, addr]).stdout(Stdio::null()).spawn()?;
             b.children.push(c);
         }
         Ok(b)

@@ -1,5 +1,6 @@
 //! Load generator and server for `cargo xtask bench` (numbers, not assertions):
 //!   hoop-bench serve ADDR                 server: 'S'+u64 → stream that many bytes; 'E' → echo
+//!   hoop-bench sink ADDR                  server: accept and close at once (for connect-loop)
 //!   hoop-bench connect-loop ADDR N        N connect/close cycles; prints ns per cycle
 //!   hoop-bench stream ADDR BYTES          receive BYTES; prints MiB/s
 //!   hoop-bench rtt ADDR N                 N 64-byte ping-pongs on one connection; prints µs mean
@@ -16,10 +17,17 @@ fn main() {
     let n: u64 = a.get(3).and_then(|s| s.parse().ok()).unwrap_or(0);
     match a[1].as_str() {
         "serve" => serve(addr),
+        "sink" => {
+            let l = listen(addr);
+            for s in l.incoming() {
+                drop(s);
+            }
+        }
         "connect-loop" => {
             let t = Instant::now();
             for _ in 0..n {
-                drop(TcpStream::connect(addr).expect("connect"));
+                let s = TcpStream::connect(addr).expect("connect");
+                abort(&s);
             }
             println!("{:.0}", t.elapsed().as_nanos() as f64 / n as f64);
         }
@@ -53,8 +61,35 @@ fn main() {
     }
 }
 
-fn serve(addr: SocketAddr) {
+/// Close with RST (SO_LINGER 0): no TIME_WAIT pile-up, so port reuse never stalls a SYN on a
+/// half-closed server socket and the loop measures connect(), not retransmission timers.
+fn abort(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: valid fd and a properly sized option value.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+}
+
+/// A listener with a deep accept queue: std's 128 overflows under a connect loop, and a dropped
+/// SYN costs a 1 s retransmission that would swamp what is measured.
+fn listen(addr: SocketAddr) -> TcpListener {
+    use std::os::fd::AsRawFd;
     let l = TcpListener::bind(addr).expect("bind");
+    // SAFETY: listen(2) again on a listening socket only changes its backlog.
+    unsafe { libc::listen(l.as_raw_fd(), 4096) };
+    l
+}
+
+fn serve(addr: SocketAddr) {
+    let l = listen(addr);
     println!("ready");
     for s in l.incoming() {
         let Ok(mut s) = s else { continue };
