@@ -13,7 +13,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Debian's rustc-web (1.96, LLVM 22) + precompiled core for bpfel + LLVM 22 for bpf-linker.
-PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev)
+# libclang-dev: bindgen in pg_query's build (libpg_query, PostgreSQL's own parser).
+PKGS=(rustc-web cargo-web libstd-rust-web-dev-bpf llvm-22-dev libclang-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

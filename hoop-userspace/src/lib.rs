@@ -4,6 +4,8 @@
 pub mod intercept;
 pub mod identity;
 pub mod tls;
+pub mod wire;
+pub mod classify;
 pub mod proxy;
 pub mod session;
 pub mod config;

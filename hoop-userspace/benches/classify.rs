@@ -1,0 +1,129 @@
+//! Plain timed benchmark (no harness dependency): classification cost per
+//! statement cold (parse every time) vs through `ClassifyCache`, plus codec
+//! framing/decoding throughput. Run: `cargo bench --bench classify`.
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use hoop_userspace::classify::{ClassifyCache, classify};
+use hoop_userspace::wire::postgres::backend::{self, BackendMessage, encode_data_row};
+use hoop_userspace::wire::postgres::{Direction, FrameSplitter, Limits};
+
+/// pgbench's TPC-B-like transaction, as `-M simple` sends it (with literals).
+const PGBENCH: &[&str] = &[
+    "BEGIN;",
+    "UPDATE pgbench_accounts SET abalance = abalance + -4310 WHERE aid = 64227;",
+    "SELECT abalance FROM pgbench_accounts WHERE aid = 64227;",
+    "UPDATE pgbench_tellers SET tbalance = tbalance + -4310 WHERE tid = 3;",
+    "UPDATE pgbench_branches SET bbalance = bbalance + -4310 WHERE bid = 1;",
+    "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (3, 1, 64227, -4310, CURRENT_TIMESTAMP);",
+    "END;",
+];
+
+const COMPLEX: &str = "WITH recent AS (SELECT o.id, o.customer_id, sum(l.qty * l.price) AS total \
+    FROM orders o JOIN order_lines l ON l.order_id = o.id WHERE o.created_at > now() - interval '7 days' \
+    GROUP BY o.id, o.customer_id) SELECT c.name, r.total, (SELECT count(*) FROM complaints x WHERE x.customer_id = c.id) \
+    FROM recent r JOIN customers c ON c.id = r.customer_id WHERE r.total > 100 ORDER BY r.total DESC LIMIT 50";
+
+fn time<F: FnMut()>(label: &str, iters: u32, mut f: F) -> Duration {
+    f(); // warm up
+    let start = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    let per = start.elapsed() / iters;
+    println!("{label:<58} {:>9.2} us/op", per.as_secs_f64() * 1e6);
+    per
+}
+
+fn main() {
+    let n = 20_000;
+    time(
+        "classify cold: all 7 pgbench -M simple statements",
+        n / 7,
+        || {
+            for s in PGBENCH {
+                black_box(classify(black_box(s)));
+            }
+        },
+    );
+    time("classify cold: 5-table CTE query", n / 10, || {
+        black_box(classify(black_box(COMPLEX)));
+    });
+    time("pg_query::parse only: pgbench UPDATE", n, || {
+        black_box(pg_query::parse(black_box(PGBENCH[1]), 0).ok());
+    });
+    time("pg_query::fingerprint only: pgbench UPDATE", n, || {
+        black_box(pg_query::fingerprint(black_box(PGBENCH[1]), 0, 0).ok());
+    });
+    let cache = ClassifyCache::default();
+    time(
+        "classify cached (hit): all 7 pgbench statements",
+        n * 10 / 7,
+        || {
+            for s in PGBENCH {
+                black_box(cache.classify(black_box(s)));
+            }
+        },
+    );
+    time("classify cached (hit): 5-table CTE query", n * 10, || {
+        black_box(cache.classify(black_box(COMPLEX)));
+    });
+    println!("cache stats: {:?}", cache.stats());
+
+    // Codec: frame-split a server stream of 1000 DataRows (3 columns).
+    let mut stream = BytesMut::new();
+    for i in 0..1000u32 {
+        let id = i.to_string();
+        encode_data_row(
+            &mut stream,
+            [Some(id.as_bytes()), Some(&b"alice@example.com"[..]), None],
+        )
+        .unwrap();
+    }
+    let bytes = stream.len();
+    let splitter = FrameSplitter::new(Direction::Backend, Limits::DEFAULT);
+    let per = time(
+        "frame-split 1000 DataRows (zero-copy, no decode)",
+        2000,
+        || {
+            let mut buf = stream.clone();
+            while let Some(f) = splitter.next_frame(&mut buf).unwrap() {
+                black_box(f);
+            }
+        },
+    );
+    println!("  = {:.0} MB/s", bytes as f64 / per.as_secs_f64() / 1e6);
+    let per = time("decode 1000 DataRows + iterate columns", 2000, || {
+        let mut rest = &stream[..];
+        while let Some((msg, n)) = backend::decode(rest).unwrap() {
+            if let BackendMessage::DataRow(r) = msg {
+                black_box(r.values.iter().count());
+            }
+            rest = &rest[n..];
+        }
+    });
+    println!("  = {:.0} MB/s", bytes as f64 / per.as_secs_f64() / 1e6);
+    let mut out = BytesMut::with_capacity(bytes * 2);
+    let per = time(
+        "decode + mask column 2 + re-encode 1000 DataRows",
+        1000,
+        || {
+            out.clear();
+            let mut rest = &stream[..];
+            while let Some((msg, n)) = backend::decode(rest).unwrap() {
+                if let BackendMessage::DataRow(r) = msg {
+                    let masked = r
+                        .values
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| if i == 1 { Some(&b"***"[..]) } else { v });
+                    encode_data_row(&mut out, masked).unwrap();
+                }
+                rest = &rest[n..];
+            }
+            black_box(&out);
+        },
+    );
+    println!("  = {:.0} MB/s", bytes as f64 / per.as_secs_f64() / 1e6);
+}
