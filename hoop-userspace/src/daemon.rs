@@ -16,7 +16,8 @@ use tokio::{
 use crate::{
     config::{Config, ConfigError},
     intercept::{self, Intercept, guard, targets::{Resolved, TargetSet}},
-    proxy::{self, Node},
+    proxy::{self, Node, postgres::PgContext},
+    tls::NodeCa,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,8 @@ pub enum DaemonError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Intercept(#[from] intercept::InterceptError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -38,10 +41,12 @@ pub async fn run(mut cfg: Config, config_path: Option<PathBuf>, origin: String) 
     intercept::report_pending_wildcards(&cfg);
     let mut resolved = intercept::resolve_hosts(&cfg, &Resolved::new()).await;
     let set = TargetSet::build(&cfg, &resolved);
+    let ca = Arc::new(NodeCa::load_or_create(&cfg.state.dir)?);
     let intercept = Intercept::start(&cfg, &set)?;
     apply_guard(&cfg, intercept.scope(), &set)?;
     let node = Arc::new(Node {
         intercept,
+        pg: Arc::new(PgContext::new(ca, cfg.intercept.mark)),
         targets: RwLock::new(Arc::new(set)),
         mark: cfg.intercept.mark,
         connect_timeout: RwLock::new(Duration::from_millis(cfg.proxy.connect_timeout_ms)),
@@ -152,6 +157,7 @@ fn retarget(node: &Node, cfg: &Config, resolved: &Resolved) {
         tracing::error!(error = %e, "updating the nftables guard failed; the previous guard stays");
     }
     *node.connect_timeout.write().unwrap() = Duration::from_millis(cfg.proxy.connect_timeout_ms);
+    node.pg.reset_upstream_tls();
     *node.targets.write().unwrap() = Arc::new(set);
     tracing::info!(entries = node.targets.read().unwrap().entries().len(), "targets applied");
 }

@@ -6,6 +6,7 @@ pub mod identity;
 pub mod tls;
 pub mod wire;
 pub mod classify;
+pub mod policy;
 pub mod proxy;
 pub mod session;
 pub mod config;

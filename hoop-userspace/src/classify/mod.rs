@@ -125,6 +125,22 @@ impl StatementKind {
         }
     }
 
+    /// Every kind, for lookups by name.
+    pub const ALL: [StatementKind; 32] = {
+        use StatementKind as K;
+        [
+            K::Select, K::Insert, K::Update, K::Delete, K::Merge, K::CopyFrom, K::CopyTo, K::Create,
+            K::Alter, K::Drop, K::Truncate, K::Grant, K::Revoke, K::Transaction, K::Set, K::Show,
+            K::Reset, K::Do, K::Call, K::Prepare, K::Execute, K::Deallocate, K::Explain, K::Listen,
+            K::Notify, K::Unlisten, K::Vacuum, K::Analyze, K::Lock, K::Cursor, K::Utility, K::Unknown,
+        ]
+    };
+
+    /// The kind named `name` (as [`Self::as_str`] spells it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// Rank for "most consequential effect wins" among data-modifying kinds.
     fn dml_rank(self) -> Option<u8> {
         match self {

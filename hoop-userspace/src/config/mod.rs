@@ -158,6 +158,24 @@ pub struct Target {
     pub hosts: Vec<String>,
     /// Protected ports: numbers or `"lo-hi"` ranges.
     pub ports: Vec<PortSpec>,
+    /// postgres: PEM file of CAs trusted for this upstream in addition to the system roots.
+    #[serde(default)]
+    pub upstream_ca: Option<PathBuf>,
+    /// postgres: whether the upstream must accept TLS (`require`, default) or may refuse it
+    /// (`prefer`: TLS whenever the server offers it).
+    #[serde(default)]
+    pub upstream_tls: UpstreamTls,
+    /// postgres: statement kinds refused outright (e.g. `["drop", "truncate"]`).
+    #[serde(default)]
+    pub deny_statements: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamTls {
+    #[default]
+    Require,
+    Prefer,
 }
 
 impl Target {
@@ -266,6 +284,21 @@ fn validate_target(
     }
     for (j, p) in t.ports.iter().enumerate() {
         p.validate().map_err(|r| (key(&format!("ports[{j}]")), r))?;
+    }
+    for (j, k) in t.deny_statements.iter().enumerate() {
+        if crate::classify::StatementKind::from_name(k).is_none() {
+            return Err((key(&format!("deny_statements[{j}]")), format!("{k:?} is not a statement kind")));
+        }
+    }
+    if t.protocol != Protocol::Postgres
+        && (!t.deny_statements.is_empty() || t.upstream_ca.is_some() || t.upstream_tls != UpstreamTls::Require)
+    {
+        return Err((key("protocol"), "deny_statements, upstream_ca and upstream_tls need protocol \"postgres\"".into()));
+    }
+    if let Some(ca) = &t.upstream_ca {
+        if !ca.is_absolute() {
+            return Err((key("upstream_ca"), "must be an absolute path".into()));
+        }
     }
     if t.cidrs.is_empty() && t.hosts.is_empty() {
         return Err((key("cidrs"), "a target needs cidrs or hosts".into()));

@@ -37,6 +37,8 @@ pub struct TargetSet {
     by_id: HashMap<u32, Arc<TargetInfo>>,
     /// Ids of the targets of this configuration (`by_id` may also hold inherited ones).
     configured: Vec<u32>,
+    /// Address → the configured host name it was resolved from.
+    names: HashMap<IpAddr, String>,
 }
 
 /// LPM keys as plain tuples (aya's `Key` is not `Hash`): (prefix length, data).
@@ -52,6 +54,11 @@ impl TargetSet {
             let mut id = fnv1a(t.name.as_bytes()).max(1);
             while set.by_id.contains_key(&id) {
                 id = id.wrapping_add(1).max(1);
+            }
+            for h in t.exact_hosts() {
+                for ip in resolved.get(h).into_iter().flatten() {
+                    set.names.entry(canonical(*ip)).or_insert_with(|| h.to_string());
+                }
             }
             let nets = t.cidrs.iter().copied().chain(
                 t.exact_hosts()
@@ -75,6 +82,11 @@ impl TargetSet {
         for (id, t) in &old.by_id {
             self.by_id.entry(*id).or_insert_with(|| t.clone());
         }
+    }
+
+    /// The host name `ip` was resolved from, if it came from a configured name.
+    pub fn host_for(&self, ip: IpAddr) -> Option<&str> {
+        self.names.get(&canonical(ip)).map(String::as_str)
     }
 
     pub fn entries(&self) -> &[Entry] {

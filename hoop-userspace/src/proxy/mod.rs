@@ -1,6 +1,8 @@
 //! The listener side of the data path: accept a redirected connection, recover where it was
 //! going and who made it, and dispatch on the target's protocol.
 
+pub mod postgres;
+pub mod stream;
 pub mod tcp;
 pub mod upstream;
 
@@ -24,6 +26,7 @@ use crate::{
 /// What every connection handler shares; the target set is swapped on reload.
 pub struct Node {
     pub intercept: Intercept,
+    pub pg: Arc<postgres::PgContext>,
     pub targets: RwLock<Arc<TargetSet>>,
     pub mark: u32,
     pub connect_timeout: RwLock<Duration>,
@@ -99,16 +102,22 @@ pub enum SessionError {
     Relay(std::io::Error),
     #[error("protocol {0} is not supported by this hoopd yet; connection refused")]
     Unsupported(&'static str),
+    #[error("postgres: {0}")]
+    Postgres(#[from] postgres::PgError),
 }
 
 async fn dispatch(node: &Node, session: &Arc<Session>, client: TcpStream) -> Result<(), SessionError> {
-    let proto = session.target.config.protocol;
-    if proto != Protocol::Tcp {
-        // Fail closed: a protocol we cannot inspect is not passed through blindly.
-        return Err(SessionError::Unsupported(proto.as_str()));
-    }
     let _ = client.set_nodelay(true);
     let timeout = *node.connect_timeout.read().unwrap();
+    match session.target.config.protocol {
+        Protocol::Tcp => {}
+        Protocol::Postgres => {
+            let host = node.targets().host_for(session.orig_dst.ip()).map(str::to_string);
+            return Ok(postgres::run(&node.pg, session, client, host, timeout).await?);
+        }
+        // Fail closed: a protocol we cannot inspect is not passed through blindly.
+        other => return Err(SessionError::Unsupported(other.as_str())),
+    }
     let upstream = upstream::connect(session.orig_dst, node.mark, timeout)
         .await
         .map_err(|source| SessionError::UpstreamConnect { addr: session.orig_dst, source })?;

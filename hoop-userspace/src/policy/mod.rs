@@ -1,0 +1,83 @@
+//! The decision point: every request of every protocol is decided here, on its decoded and
+//! classified form, never on raw bytes. Protocol sessions build a [`Request`]; whatever decides
+//! (today the target's `deny_statements`; the policy engine next) returns a [`Decision`] that
+//! names the rule that made it, for the session's events and the audit trail.
+
+use crate::{
+    classify::{Access, Classification, ObjectRef},
+    config::Target,
+    identity::ProcessFacts,
+};
+
+/// What a request asks to do, as the decision point sees it (protocol-neutral).
+pub struct Request<'a> {
+    pub target: &'a Target,
+    pub process: &'a ProcessFacts,
+    /// Database and user for SQL protocols.
+    pub database: Option<&'a str>,
+    pub user: Option<&'a str>,
+    pub statement: &'a Classification,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Deny,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub action: Action,
+    /// The rule that decided, e.g. `target:pg/deny_statements:drop`, or `default:allow`.
+    pub rule: String,
+}
+
+impl Decision {
+    pub fn allow_default() -> Self {
+        Self { action: Action::Allow, rule: "default:allow".into() }
+    }
+
+    /// The message a denied client sees (names the rule, nothing else of the policy).
+    pub fn deny_message(&self, kind: &str) -> String {
+        format!("hoop: {kind} statement denied by rule {}", self.rule)
+    }
+}
+
+/// Decides one statement.
+pub fn decide(req: &Request<'_>) -> Decision {
+    let kind = req.statement.kind.as_str();
+    if req.target.deny_statements.iter().any(|k| k == kind) {
+        return Decision {
+            action: Action::Deny,
+            rule: format!("target:{}/deny_statements:{kind}", req.target.name),
+        };
+    }
+    Decision::allow_default()
+}
+
+/// Objects written by a statement, as `schema.name` strings (for events).
+pub fn written_objects(c: &Classification) -> Vec<String> {
+    c.objects_with(Access::Write).map(qualified).collect()
+}
+
+/// Objects read by a statement, as `schema.name` strings (for events).
+pub fn read_objects(c: &Classification) -> Vec<String> {
+    c.objects_with(Access::Read).map(qualified).collect()
+}
+
+fn qualified(o: &ObjectRef) -> String {
+    match &o.schema {
+        Some(s) => format!("{s}.{}", o.name),
+        None => o.name.clone(),
+    }
+}

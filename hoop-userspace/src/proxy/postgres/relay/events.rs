@@ -1,0 +1,129 @@
+//! Statement events: one per statement, carrying who (process facts; OIDC identity later),
+//! where (target, database, user), what (kind, objects, decision and rule), and how it ended
+//! (command tag or SQLSTATE, rows, duration). Emitted as structured `statement` records now;
+//! the audit trail consumes them next. The statement text is emitted normalized (constants
+//! replaced by `$n`), so values — which may be secrets — never reach the logs.
+
+use std::{sync::Arc, time::Instant};
+
+use super::Who;
+use crate::{
+    classify::Classification,
+    policy::{self, Decision},
+    session::Session,
+};
+
+pub enum PendingKind {
+    /// A simple Query: one completion per statement; `next` is the one awaiting its answer.
+    Simple { next: usize },
+    /// An Execute of a prepared statement.
+    Extended,
+    /// A statement replaced by its denial.
+    Denied,
+    /// A simple Query whose statements all reported (or that an error ended).
+    Drained,
+}
+
+pub enum StatementOutcome {
+    /// CommandComplete (tag), EmptyQueryResponse (empty tag) or PortalSuspended.
+    Complete(String),
+    /// ErrorResponse with this SQLSTATE.
+    Error(String),
+    /// An earlier error in the same query or batch made the server skip it.
+    NotExecuted,
+    /// The session ended before the server answered.
+    Interrupted,
+}
+
+pub struct Pending {
+    pub kind: PendingKind,
+    pub text: Arc<str>,
+    pub stmts: Arc<[Classification]>,
+    pub decision: Decision,
+    /// The client batch (Query, or messages up to Sync) it belongs to.
+    pub batch: u64,
+    pub rows: u64,
+    pub started: Instant,
+    /// For a statement split off a multi-statement Query: its index.
+    index: Option<usize>,
+}
+
+impl Pending {
+    pub fn new(kind: PendingKind, text: Arc<str>, stmts: Arc<[Classification]>, decision: Decision, batch: u64) -> Self {
+        Self { kind, text, stmts, decision, batch, rows: 0, started: Instant::now(), index: None }
+    }
+
+    /// The event record of statement `i` of a simple Query, taking the rows counted so far.
+    pub fn statement_at(&mut self, i: usize) -> Pending {
+        let rows = std::mem::take(&mut self.rows);
+        let started = std::mem::replace(&mut self.started, Instant::now());
+        Pending {
+            kind: PendingKind::Extended,
+            text: self.text.clone(),
+            stmts: self.stmts.clone(),
+            decision: self.decision.clone(),
+            batch: self.batch,
+            rows,
+            started,
+            index: Some(i),
+        }
+    }
+
+    /// At ReadyForQuery: whatever this entry still waited for was skipped by the server.
+    pub fn drain_unexecuted(mut self, finished: &mut Vec<(Pending, StatementOutcome)>) {
+        match self.kind {
+            PendingKind::Simple { next } => {
+                for i in next..self.stmts.len() {
+                    finished.push((self.statement_at(i), StatementOutcome::NotExecuted));
+                }
+            }
+            PendingKind::Extended | PendingKind::Denied => finished.push((self, StatementOutcome::NotExecuted)),
+            PendingKind::Drained => {}
+        }
+    }
+
+    fn statement(&self) -> Option<&Classification> {
+        self.stmts.get(self.index.unwrap_or(0))
+    }
+
+    pub fn emit(&self, session: &Session, who: &Who<'_>, outcome: StatementOutcome) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        let c = self.statement();
+        let text = match (self.index, c) {
+            (Some(_), Some(c)) => c.span.text(&self.text),
+            _ => &self.text,
+        };
+        let normalized = pg_query::normalize(text).unwrap_or_else(|_| "<unparsed>".into());
+        let (outcome_name, detail) = match &outcome {
+            StatementOutcome::Complete(tag) => ("complete", tag.as_str()),
+            StatementOutcome::Error(code) => ("error", code.as_str()),
+            StatementOutcome::NotExecuted => ("not_executed", ""),
+            StatementOutcome::Interrupted => ("interrupted", ""),
+        };
+        let outcome_name = if matches!(self.kind, PendingKind::Denied) { "denied" } else { outcome_name };
+        tracing::debug!(
+            event = "statement",
+            session.id = %session.id,
+            target_name = %session.target.config.name,
+            proto = "postgres",
+            database = who.database.unwrap_or(""),
+            user = who.user.unwrap_or(""),
+            pid = session.process.pid,
+            exe = session.process.exe.as_deref().unwrap_or(""),
+            kind = c.map_or("unknown", |c| c.kind.as_str()),
+            writes = ?c.map(policy::written_objects).unwrap_or_default(),
+            reads = ?c.map(policy::read_objects).unwrap_or_default(),
+            has_where = ?c.and_then(|c| c.has_where),
+            decision = self.decision.action.as_str(),
+            rule = %self.decision.rule,
+            outcome = outcome_name,
+            tag = detail,
+            rows = self.rows,
+            duration_us = self.started.elapsed().as_micros() as u64,
+            statement = %normalized,
+            "statement"
+        );
+    }
+}
