@@ -8,6 +8,14 @@ use std::{
 
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 pub const PASSWORD: &str = "hoop-test-pw";
+/// Users for the other authentication methods (pg_hba `md5` and `password`).
+pub const MD5_USER: &str = "md5user";
+pub const CLEAR_USER: &str = "clearuser";
+/// An Entra ID access token used as password is a long JWT; this one has that shape.
+pub fn token_password() -> String {
+    let part = |n: usize, c: char| std::iter::repeat_n(c, n).collect::<String>();
+    format!("eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.{}.{}", part(1400, 'Q'), part(342, 'x'))
+}
 
 pub struct Postgres {
     pub dir: PathBuf,
@@ -44,13 +52,7 @@ impl Postgres {
             .args(["-D", data.to_str().unwrap(), "--auth=scram-sha-256", "-U", "postgres", "--pwfile"])
             .arg(&pwfile)
             .arg("--no-sync"));
-        run(Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=hoop-test-pg"])
-            .args(["-addext", &format!("subjectAltName=IP:{host}")])
-            .arg("-keyout")
-            .arg(data.join("server.key"))
-            .arg("-out")
-            .arg(data.join("server.crt")));
+        make_certs(&dir, &data, host);
         run(Command::new("chown").args(["postgres:postgres"]).arg(data.join("server.key")).arg(data.join("server.crt")));
         run(Command::new("chmod").arg("600").arg(data.join("server.key")));
         let conf = format!(
@@ -61,14 +63,70 @@ impl Postgres {
         let mut pg_conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
         pg_conf.push_str(&conf);
         std::fs::write(data.join("postgresql.conf"), pg_conf).unwrap();
+        let hba = data.join("pg_hba.conf");
+        let default_hba = std::fs::read_to_string(&hba).unwrap();
+        let extra = format!("host all {MD5_USER} 0.0.0.0/0 md5\nhost all {CLEAR_USER} 0.0.0.0/0 password\n");
+        std::fs::write(&hba, format!("{extra}{default_hba}")).unwrap();
         run(as_postgres("pg_ctl").args(["-D", data.to_str().unwrap(), "-w", "-l"]).arg(dir.join("log")).arg("start"));
-        Self { dir, host: host.to_string(), port }
+        let pg = Self { dir, host: host.to_string(), port };
+        pg.psql_direct(&format!(
+            "SET password_encryption = 'md5'; CREATE ROLE {MD5_USER} LOGIN SUPERUSER PASSWORD '{PASSWORD}';
+             CREATE ROLE {CLEAR_USER} LOGIN SUPERUSER PASSWORD '{}';",
+            token_password()
+        ));
+        pg
+    }
+
+    /// The CA that signed the server's certificate (for `upstream_ca`).
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// Runs SQL directly (not through hoop) as postgres; panics on failure.
+    pub fn psql_direct(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .arg(self.conninfo("require"))
+            .args(["-XAtqv", "ON_ERROR_STOP=1", "-c", sql])
+            .env("PGPASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// A libpq connection string for `sslmode`.
     pub fn conninfo(&self, sslmode: &str) -> String {
         format!("host={} port={} user=postgres dbname=postgres sslmode={sslmode} connect_timeout=10", self.host, self.port)
     }
+}
+
+/// A test CA and a server certificate it signs for `host` (CA:FALSE, as verifiers require).
+fn make_certs(dir: &Path, data: &Path, host: &str) {
+    let ca_key = dir.join("ca.key");
+    run(Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=hoop-test-ca", "-keyout"])
+        .arg(&ca_key)
+        .arg("-out")
+        .arg(dir.join("ca.crt")));
+    let csr = dir.join("server.csr");
+    run(Command::new("openssl")
+        .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", &format!("/CN={host}"), "-keyout"])
+        .arg(data.join("server.key"))
+        .arg("-out")
+        .arg(&csr));
+    let ext = dir.join("ext.cnf");
+    std::fs::write(&ext, format!("subjectAltName=IP:{host}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")).unwrap();
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "2", "-CAcreateserial", "-in"])
+        .arg(&csr)
+        .arg("-CA")
+        .arg(dir.join("ca.crt"))
+        .arg("-CAkey")
+        .arg(&ca_key)
+        .arg("-extfile")
+        .arg(&ext)
+        .arg("-out")
+        .arg(data.join("server.crt")));
 }
 
 impl Drop for Postgres {

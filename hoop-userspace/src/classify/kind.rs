@@ -41,7 +41,18 @@ const WRITE_TARGETS: &[(&str, &str)] = &[
 
 /// Classifies one parsed statement.
 pub(super) fn classify_node(node: &N, span: Span) -> Classification {
+    classify_walked(node, span, &walk::walk(node))
+}
+
+/// [`classify_node`] plus the byte offsets of the statement's constants
+/// (`A_Const` nodes), which the cache's template tier checks.
+pub(super) fn classify_node_with_consts(node: &N, span: Span) -> (Classification, Vec<i32>) {
     let w = walk::walk(node);
+    let c = classify_walked(node, span, &w);
+    (c, w.consts)
+}
+
+fn classify_walked(node: &N, span: Span, w: &walk::Walk) -> Classification {
     let mut c = Classification::new(K::Utility, span);
     let mut target_access = Access::Write;
     match node {
@@ -61,7 +72,7 @@ pub(super) fn classify_node(node: &N, span: Span) -> Classification {
                 target_access = Access::Read;
             }
         }
-        N::ExplainStmt(s) => return explain(s, span, &w),
+        N::ExplainStmt(s) => return explain(s, span, w),
         N::PrepareStmt(s) => {
             c.kind = K::Prepare;
             c.inner = inner_kind(s.query.as_deref());
@@ -147,7 +158,7 @@ pub(super) fn classify_node(node: &N, span: Span) -> Classification {
             }
         }
     }
-    add_walk(&mut c, &w, target_access);
+    add_walk(&mut c, w, target_access);
     c
 }
 

@@ -17,16 +17,20 @@
 //! - The most consequential effect wins: a data-modifying CTE makes the whole
 //!   statement that kind (Delete > Merge > Update > Insert > Select).
 //! - [`ClassifyCache`] memoizes by exact SQL text with a bounded, scan-resistant
-//!   cache, so prepared statements and repeated queries are classified once.
+//!   cache, so prepared statements and repeated queries are classified once,
+//!   and by literal-free template ([`template`]), so statements that differ
+//!   only in inlined literals (simple-protocol clients) are classified once
+//!   per shape.
 mod cache;
 mod ddl;
 mod kind;
+mod template;
 mod walk;
 
 #[cfg(test)]
 mod tests;
 
-pub use cache::{CacheStats, ClassifyCache};
+pub use cache::{CacheStats, ClassifyCache, TemplateStats};
 
 use std::sync::Arc;
 
@@ -254,9 +258,16 @@ impl Classification {
 /// Classifies every statement in `sql`. Never panics: input that libpg_query
 /// rejects (or that trips a bug in it) gives one `Unknown` covering `sql`.
 pub fn classify(sql: &str) -> Vec<Classification> {
+    classify_with_consts(sql).0
+}
+
+/// [`classify`] plus, when `sql` parsed into exactly one statement, the sorted
+/// byte offsets of the constants (`A_Const`) in its tree, for the cache's
+/// template tier.
+fn classify_with_consts(sql: &str) -> (Vec<Classification>, Option<Vec<i32>>) {
     // pg_query's own tree walk (run inside `parse`) indexes and unwraps; a panic
     // there must not take a proxy worker down with it.
-    std::panic::catch_unwind(|| classify_inner(sql)).unwrap_or_else(|_| vec![unknown(sql)])
+    std::panic::catch_unwind(|| classify_inner(sql)).unwrap_or_else(|_| (vec![unknown(sql)], None))
 }
 
 /// [`classify`] returning a shareable result, the form [`ClassifyCache`] stores.
@@ -264,22 +275,30 @@ pub fn classify_shared(sql: &str) -> Arc<[Classification]> {
     classify(sql).into()
 }
 
-fn classify_inner(sql: &str) -> Vec<Classification> {
+fn classify_inner(sql: &str) -> (Vec<Classification>, Option<Vec<i32>>) {
     let Ok(parsed) = pg_query::parse(sql, 0) else {
-        return vec![unknown(sql)];
+        return (vec![unknown(sql)], None);
     };
-    parsed
-        .protobuf
-        .stmts
+    let stmts = &parsed.protobuf.stmts;
+    let mut consts = None;
+    let result = stmts
         .iter()
         .map(|raw| {
             let span = raw_span(sql, raw.stmt_location, raw.stmt_len);
             match raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
-                Some(node) => kind::classify_node(node, span),
+                Some(node) => {
+                    let (c, mut found) = kind::classify_node_with_consts(node, span);
+                    if stmts.len() == 1 {
+                        found.sort_unstable();
+                        consts = Some(found);
+                    }
+                    c
+                }
                 None => Classification::new(StatementKind::Unknown, span),
             }
         })
-        .collect()
+        .collect();
+    (result, consts)
 }
 
 fn unknown(sql: &str) -> Classification {

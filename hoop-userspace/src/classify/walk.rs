@@ -2,6 +2,10 @@
 //! impls: every node of every type is visited, so new or rare node types cannot
 //! hide a table reference. The walk records relations (with CTE scoping),
 //! function calls, nested data-modifying statements, WHERE presence and row locks.
+//!
+//! It never reads a constant's value: the cache's template tier
+//! (`template.rs`) relies on literals not changing the classification. It
+//! records where constants are (`consts`) so that tier can check its premise.
 use std::fmt;
 
 use serde::ser::{self, Serialize};
@@ -31,6 +35,8 @@ pub(super) struct Walk {
     /// AND over every UPDATE/DELETE seen: does it have a WHERE clause?
     pub all_have_where: Option<bool>,
     pub row_locks: bool,
+    /// Byte offsets of every `A_Const` (literal constant) in the tree.
+    pub consts: Vec<i32>,
     /// Type name of the outermost node, e.g. `CreateEnumStmt`.
     pub root: &'static str,
     // Walk state below.
@@ -256,10 +262,17 @@ impl ser::Serializer for &mut Walk {
     type SerializeStructVariant = Self;
 
     ignore!(
-        serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
+        serialize_i8: i8, serialize_i16: i16, serialize_i64: i64,
         serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64,
         serialize_f32: f32, serialize_f64: f64, serialize_char: char, serialize_bytes: &[u8],
     );
+
+    fn serialize_i32(self, v: i32) -> Result<(), Never> {
+        if self.top() == Some(("AConst", "location")) {
+            self.consts.push(v);
+        }
+        Ok(())
+    }
 
     fn serialize_bool(self, v: bool) -> Result<(), Never> {
         if v && self.top() == Some(("WithClause", "recursive"))

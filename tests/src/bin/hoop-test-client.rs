@@ -2,6 +2,7 @@
 //! concurrent connections to ADDR, sends MSG-i, half-closes, reads the reply, and prints one
 //! JSON line per connection (local and peer address as the socket reports them, reply or error).
 //! `--wait-stdin` holds each connection open after connecting until a line arrives on stdin.
+//! `--hex` sends MSG hex-decoded, as is (raw protocol bytes).
 //! Exit status 0 only when every connection succeeded.
 
 use std::{
@@ -19,10 +20,11 @@ fn main() {
     let count = flag("--count").unwrap_or(1) as usize;
     let timeout = Duration::from_millis(flag("--timeout-ms").unwrap_or(5000));
     let wait_stdin = args.iter().any(|a| a == "--wait-stdin");
+    let hex = args.iter().any(|a| a == "--hex");
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let handles: Vec<_> = (0..count)
         .map(|i| {
-            let msg = format!("{msg}-{i}");
+            let msg = if hex { unhex(&msg) } else { format!("{msg}-{i}").into_bytes() };
             let tx = tx.clone();
             std::thread::spawn(move || one(i, addr, &msg, timeout, wait_stdin.then_some(tx)))
         })
@@ -45,7 +47,11 @@ fn main() {
 
 static GO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-fn one(i: usize, addr: SocketAddr, msg: &str, timeout: Duration, ready: Option<std::sync::mpsc::Sender<()>>) -> bool {
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+}
+
+fn one(i: usize, addr: SocketAddr, msg: &[u8], timeout: Duration, ready: Option<std::sync::mpsc::Sender<()>>) -> bool {
     let result = (|| -> std::io::Result<(SocketAddr, SocketAddr, String)> {
         let mut s = TcpStream::connect_timeout(&addr, timeout)?;
         s.set_read_timeout(Some(timeout))?;
@@ -56,11 +62,11 @@ fn one(i: usize, addr: SocketAddr, msg: &str, timeout: Duration, ready: Option<s
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        s.write_all(msg.as_bytes())?;
+        s.write_all(msg)?;
         s.shutdown(std::net::Shutdown::Write)?;
-        let mut reply = String::new();
-        s.read_to_string(&mut reply)?;
-        Ok((local, peer, reply))
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply)?;
+        Ok((local, peer, String::from_utf8_lossy(&reply).into_owned()))
     })();
     let line = match &result {
         Ok((local, peer, reply)) => serde_json::json!({"i": i, "ok": true, "local": local.to_string(), "peer": peer.to_string(), "reply": reply}),

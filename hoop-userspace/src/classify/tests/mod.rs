@@ -1,6 +1,8 @@
 //! Classification tests on real statements, tricky ones included.
 mod catalog;
 mod queries;
+mod template;
+mod tiers;
 
 use super::{Access, Classification, ObjectKind, StatementKind as K, classify};
 

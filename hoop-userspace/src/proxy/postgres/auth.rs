@@ -82,21 +82,24 @@ pub async fn relay(
     let mut out = BytesMut::new();
     encode_startup(&mut out, start.version, start.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     io::write_server(&mut io.server, &out).await?;
+    let mut mechanism = "trust";
     loop {
         let f = io.server_frame().await?;
         match io::backend(&f)? {
             BackendMessage::Authentication(Authentication::Ok) => {
                 io::write_client(&mut io.client, f.wire()).await?;
+                tracing::debug!(mechanism, "upstream authenticated");
                 break;
             }
-            BackendMessage::Authentication(Authentication::CleartextPassword | Authentication::Md5Password { .. }) => {
+            BackendMessage::Authentication(a @ (Authentication::CleartextPassword | Authentication::Md5Password { .. })) => {
+                mechanism = if matches!(a, Authentication::CleartextPassword) { "password" } else { "md5" };
                 io::write_client(&mut io.client, f.wire()).await?;
                 let answer = io.client_password_frame().await?;
                 io::write_server(&mut io.server, answer.wire()).await?;
             }
             BackendMessage::Authentication(Authentication::Sasl(mechs)) => {
                 let mechs: Vec<String> = mechs_list(mechs);
-                scram(&mut io, &mechs).await?;
+                mechanism = scram(&mut io, &mechs).await?;
             }
             BackendMessage::Authentication(_) => {
                 refuse_client(&mut io.client, "28000", "hoop: authentication method not supported through hoop").await;
@@ -147,8 +150,8 @@ async fn after_auth(ctx: &PgContext, io: &mut Io, up: &Upstream) -> Result<cance
     }
 }
 
-/// Runs SCRAM against the server with the password the client gives us.
-async fn scram(io: &mut Io, mechs: &[String]) -> Result<(), PgError> {
+/// Runs SCRAM against the server with the password the client gives us; the mechanism used.
+async fn scram(io: &mut Io, mechs: &[String]) -> Result<&'static str, PgError> {
     let has = |m: &str| mechs.iter().any(|x| x == m);
     let plus = if has("SCRAM-SHA-256-PLUS") { io.server.peer_certificate().map(end_point_hash) } else { None };
     if plus.is_none() && !has("SCRAM-SHA-256") {
@@ -177,7 +180,7 @@ async fn scram(io: &mut Io, mechs: &[String]) -> Result<(), PgError> {
         BackendMessage::Authentication(Authentication::SaslContinue(d)) => {
             sc.update(d).map_err(|e| PgError::UpstreamAuth(format!("SCRAM server-first: {e}")))?
         }
-        BackendMessage::ErrorResponse(_) => return forward_error(io, &f).await,
+        BackendMessage::ErrorResponse(_) => return forward_error(io, &f).await.map(|_| mechanism),
         _ => return Err(PgError::UpstreamAuth("unexpected message after SASLInitialResponse".into())),
     }
     out.clear();
@@ -186,9 +189,10 @@ async fn scram(io: &mut Io, mechs: &[String]) -> Result<(), PgError> {
     let f = io.server_frame().await?;
     match io::backend(&f)? {
         BackendMessage::Authentication(Authentication::SaslFinal(d)) => {
-            sc.finish(d).map_err(|e| PgError::UpstreamAuth(format!("SCRAM server signature: {e}")))
+            sc.finish(d).map_err(|e| PgError::UpstreamAuth(format!("SCRAM server signature: {e}")))?;
+            Ok(mechanism)
         }
-        BackendMessage::ErrorResponse(_) => forward_error(io, &f).await,
+        BackendMessage::ErrorResponse(_) => forward_error(io, &f).await.map(|_| mechanism),
         _ => Err(PgError::UpstreamAuth("unexpected message after SASLResponse".into())),
     }
 }
