@@ -7,6 +7,7 @@ pub mod tls;
 pub mod wire;
 pub mod classify;
 pub mod policy;
+pub mod audit;
 pub mod proxy;
 pub mod session;
 pub mod config;

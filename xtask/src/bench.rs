@@ -2,7 +2,10 @@
 //! the same run and printed as a ratio (no timed assertions anywhere):
 //! - hook cost on unprotected connects: connect/close loop from the cgroup with hoopd's programs
 //!   attached vs detached;
-//! - TCP passthrough through hoopd vs direct: throughput and round-trip latency.
+//! - TCP passthrough through hoopd vs direct: throughput and round-trip latency;
+//! - PostgreSQL through hoopd and through pgbouncer vs direct (`bench_pg`).
+//!
+//! `HOOP_BENCH_ONLY=pg` runs only the PostgreSQL part.
 
 use std::{
     net::TcpStream,
@@ -34,10 +37,13 @@ struct Bench {
 pub fn run() -> Result<()> {
     require_root("the benchmarks")?;
     build(true)?;
+    if std::env::var("HOOP_BENCH_ONLY").is_ok_and(|v| v == "pg") {
+        return crate::bench_pg::run();
+    }
     let mut b = Bench::setup()?;
     let result = b.measure();
     b.teardown();
-    result
+    result.and_then(|()| crate::bench_pg::run())
 }
 
 impl Bench {

@@ -2,6 +2,7 @@
 //! through `xtask/bootstrap.sh`, which installs the toolchain this needs first.
 
 mod bench;
+mod bench_pg;
 mod deps;
 
 use std::{
@@ -41,7 +42,8 @@ enum Cmd {
     },
     /// Install the apt packages the tests need (idempotent)
     Deps,
-    /// Benchmarks: eBPF hook cost and TCP passthrough vs direct, as ratios measured in one run
+    /// Benchmarks: eBPF hook cost, TCP passthrough and PostgreSQL (vs direct and pgbouncer), as
+    /// ratios measured in one run
     Bench,
 }
 

@@ -100,44 +100,22 @@ pub(super) fn normalize(
     key.clear();
     let b = sql.as_bytes();
     let start = skip_space(b, 0);
-    let word_end = word_end(b, start);
-    let first = sql.get(start..word_end)?;
+    let first_end = word_end(b, start);
+    let first = sql.get(start..first_end)?;
     if !FIRST_KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(first)) {
         return None;
     }
     let mut lx = Lexer {
         b,
-        i: word_end,
+        i: first_end,
         copied: 0,
         count: 0,
         lit_start: 0,
     };
     let end = loop {
-        let Some(&c) = b.get(lx.i) else {
-            break b.len();
-        };
-        let class = match c {
-            b'\'' => lx.string()?,
-            b'"' => {
-                lx.quoted_ident()?;
-                continue;
-            }
-            b'0'..=b'9' => lx.number()?,
-            b'.' if b.get(lx.i + 1).is_some_and(u8::is_ascii_digit) => lx.number()?,
-            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
-                lx.i = word_end(b, lx.i);
-                continue;
-            }
-            b';' if skip_space(b, lx.i + 1) == b.len() => break lx.i,
-            b'-' if b.get(lx.i + 1) == Some(&b'-') => return None,
-            b'/' if b.get(lx.i + 1) == Some(&b'*') => return None,
-            // `;` mid-text, `$`, `\`: refused (see the module doc).
-            b';' | b'$' | b'\\' => return None,
-            c if is_space(c) || c.is_ascii_graphic() => {
-                lx.i += 1;
-                continue;
-            }
-            _ => return None,
+        let class = match lx.next()? {
+            Step::End(end) => break end,
+            Step::Literal(class) => class,
         };
         let lit_start = lx.lit_start;
         key.push_str(&sql[lx.copied..lit_start]);
@@ -167,6 +145,12 @@ pub(super) fn normalize(
     })
 }
 
+enum Step {
+    Literal(Class),
+    /// End of the statement: the text's end, or its final `;`.
+    End(usize),
+}
+
 struct Lexer<'a> {
     b: &'a [u8],
     i: usize,
@@ -177,6 +161,32 @@ struct Lexer<'a> {
 }
 
 impl Lexer<'_> {
+    /// Skips verbatim tokens up to the next literal or the end; `None` refuses.
+    fn next(&mut self) -> Option<Step> {
+        let b = self.b;
+        loop {
+            let Some(&c) = b.get(self.i) else {
+                return Some(Step::End(b.len()));
+            };
+            match c {
+                b'\'' => return self.string().map(Step::Literal),
+                b'"' => self.quoted_ident()?,
+                b'0'..=b'9' => return self.number().map(Step::Literal),
+                b'.' if b.get(self.i + 1).is_some_and(u8::is_ascii_digit) => {
+                    return self.number().map(Step::Literal);
+                }
+                b'a'..=b'z' | b'A'..=b'Z' | b'_' => self.i = word_end(b, self.i),
+                b';' if skip_space(b, self.i + 1) == b.len() => return Some(Step::End(self.i)),
+                b'-' if b.get(self.i + 1) == Some(&b'-') => return None,
+                b'/' if b.get(self.i + 1) == Some(&b'*') => return None,
+                // `;` mid-text, `$`, `\`: refused (see the module doc).
+                b';' | b'$' | b'\\' => return None,
+                c if is_space(c) || c.is_ascii_graphic() => self.i += 1,
+                _ => return None,
+            }
+        }
+    }
+
     fn prev(&self) -> Option<u8> {
         self.i.checked_sub(1).map(|p| self.b[p])
     }
@@ -316,11 +326,14 @@ fn skip_space(b: &[u8], mut i: usize) -> usize {
 /// `consts` are the `A_Const` locations of the original text, sorted.
 pub(super) fn literals_are_constants(sql: &str, literals: &[Literal], consts: &[i32]) -> bool {
     let b = sql.as_bytes();
+    // Unknown locations are -1; offsets beyond i32 cannot be constants.
+    let at = |c: i32| usize::try_from(c).unwrap_or(usize::MAX);
     literals.iter().all(|lit| {
-        let lo = consts.partition_point(|&c| usize::try_from(c).map_or(true, |c| c < lit.sign_run));
-        consts[lo..]
+        let from = consts.partition_point(|&c| c < 0 || at(c) < lit.sign_run);
+        consts[from..]
             .iter()
-            .map_while(|&c| usize::try_from(c).ok().filter(|&c| c <= lit.start))
+            .map(|&c| at(c))
+            .take_while(|&c| c <= lit.start)
             .any(|c| c == lit.start || b[c] == b'-')
     })
 }

@@ -39,12 +39,13 @@ impl Action {
 pub struct Decision {
     pub action: Action,
     /// The rule that decided, e.g. `target:pg/deny_statements:drop`, or `default:allow`.
-    pub rule: String,
+    /// (Borrowed for the common case: deciding must not allocate per statement.)
+    pub rule: std::borrow::Cow<'static, str>,
 }
 
 impl Decision {
     pub fn allow_default() -> Self {
-        Self { action: Action::Allow, rule: "default:allow".into() }
+        Self { action: Action::Allow, rule: std::borrow::Cow::Borrowed("default:allow") }
     }
 
     /// The message a denied client sees (names the rule, nothing else of the policy).
@@ -59,7 +60,7 @@ pub fn decide(req: &Request<'_>) -> Decision {
     if req.target.deny_statements.iter().any(|k| k == kind) {
         return Decision {
             action: Action::Deny,
-            rule: format!("target:{}/deny_statements:{kind}", req.target.name),
+            rule: format!("target:{}/deny_statements:{kind}", req.target.name).into(),
         };
     }
     Decision::allow_default()

@@ -1,0 +1,147 @@
+//! The append path: seal under the state lock, then leader/follower group writes — the first
+//! appender to find no write in progress writes everyone's sealed records in one write(2).
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::{Arc, MutexGuard};
+use std::time::SystemTime;
+
+use crate::audit::error::{AuditError, IoStep, WriteFailure};
+use crate::audit::events::SegmentStart;
+use crate::audit::record::{Hash, KIND_SEGMENT, Prepared};
+use crate::audit::scan::SegmentSummary;
+use crate::audit::segment::segment_name;
+
+use super::state::{Shared, State, Writer};
+
+impl Shared {
+    /// Places `p` in the chain and returns once its line is in the segment file.
+    pub fn append_written(&self, p: &Prepared) -> Result<(u64, Hash), AuditError> {
+        let mut st = self.lock_state();
+        st.check_open()?;
+        let (seq, prev, now) = (st.next_seq, st.prev, SystemTime::now());
+        let hash = p.seal(seq, &prev, now, &mut st.buf);
+        st.hashes.push(hash);
+        st.prev = hash;
+        st.next_seq += 1;
+        st.last_time = now;
+        loop {
+            if st.written > seq {
+                return Ok((seq, hash));
+            }
+            if let Some(f) = &st.failure {
+                return Err(AuditError::Write(f.clone()));
+            }
+            st = if st.writing {
+                self.written_cv.wait(st).expect("audit state lock poisoned")
+            } else {
+                self.lead(st)
+            };
+        }
+    }
+
+    /// Writes every sealed record as one batch. Appenders keep sealing meanwhile; their records
+    /// go in the next batch, written by one of them.
+    pub fn lead<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        st.writing = true;
+        let (buf, hashes, last, upto) = st.take_batch();
+        drop(st);
+        let mut w = self.lock_writer();
+        let result = w.write_batch(&buf, &hashes, last, upto);
+        let mut st = self.lock_state();
+        match result {
+            Ok(()) => {
+                st.written = upto;
+                if upto - st.checkpointed >= self.cfg.checkpoint_every_records && !st.sync_requested
+                {
+                    st.sync_requested = true;
+                    self.sync_cv.notify_one();
+                }
+                if w.segment.bytes >= self.cfg.segment_max_bytes {
+                    self.rotate(&mut w, &mut st);
+                }
+            }
+            Err(f) => st.fail(f),
+        }
+        st.recycle(buf, hashes);
+        st.writing = false;
+        drop(w);
+        self.written_cv.notify_all();
+        st
+    }
+
+    /// Closes the full segment and starts the next. Runs with both locks held so no record can
+    /// slip between the last record of one segment and the first of the next (once per
+    /// `segment_max_bytes`, so the pause is rare).
+    fn rotate(&self, w: &mut Writer, st: &mut State) {
+        let (buf, hashes, last, upto) = st.take_batch();
+        let result = w.write_batch(&buf, &hashes, last, upto).and_then(|()| {
+            st.written = upto;
+            self.switch_segment(w, st)
+        });
+        st.recycle(buf, hashes);
+        if let Err(f) = result {
+            st.fail(f);
+        }
+    }
+
+    fn switch_segment(&self, w: &mut Writer, st: &mut State) -> Result<(), WriteFailure> {
+        let seq = st.next_seq;
+        let name = segment_name(seq);
+        let path = self.cfg.dir.join(&name);
+        // Records carry (masked) payloads: owner-only, like the directory.
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| WriteFailure::new(IoStep::CreateSegment, &path, &e))?;
+        let file = Arc::new(file);
+        let old_file = std::mem::replace(&mut w.file, file.clone());
+        let old_path = std::mem::replace(&mut w.path, path.clone());
+        let old = std::mem::replace(&mut w.segment, SegmentSummary::empty(name, seq));
+        w.closed.push(old);
+        st.unsynced.push((old_file, old_path));
+        st.current = file;
+        st.current_path = path;
+        st.dir_dirty = true;
+        st.rotated = true;
+        self.sync_cv.notify_one();
+        self.write_segment_start(w, st)
+    }
+
+    /// Writes the `audit.segment` record that opens the (empty) current segment: it states the
+    /// Merkle frontier of all earlier records, so the segment can be checked without them.
+    pub fn write_segment_start(&self, w: &mut Writer, st: &mut State) -> Result<(), WriteFailure> {
+        debug_assert_eq!(
+            w.frontier.size(),
+            st.next_seq,
+            "all earlier records are written"
+        );
+        let event = serde_json::to_value(SegmentStart::new(w.segment.name.clone(), &w.frontier))
+            .expect("segment start serializes");
+        let p = Prepared::new(KIND_SEGMENT, &event, true).expect("own event is valid");
+        let (seq, now) = (st.next_seq, SystemTime::now());
+        let mut buf = Vec::with_capacity(512);
+        let hash = p.seal(seq, &st.prev, now, &mut buf);
+        w.write_batch(&buf, &[hash], now, seq + 1)?;
+        st.prev = hash;
+        st.next_seq = seq + 1;
+        st.written = seq + 1;
+        Ok(())
+    }
+}
+
+impl SegmentSummary {
+    pub(crate) fn empty(name: String, first_seq: u64) -> Self {
+        SegmentSummary {
+            name,
+            first_seq,
+            records: 0,
+            bytes: 0,
+            last_seq: None,
+            last_hash: None,
+            last_time: None,
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Opening a log directory: lock it, check its key, re-verify every record and checkpoint, cut
+//! a torn tail (keeping the bytes and recording the cut), and rebuild seq, chain and Merkle state.
+
+use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ed25519_dalek::VerifyingKey;
+
+use crate::audit::checkpoint::{self, checkpoint_genesis};
+use crate::audit::config::AuditConfig;
+use crate::audit::error::{AuditError, Location, Problem, VerifyError};
+use crate::audit::events::Recovery;
+use crate::audit::keys;
+use crate::audit::record::{KIND_RECOVERY, Prepared, Record, sha256};
+use crate::audit::scan::{Scanner, SegmentSummary};
+use crate::audit::segment::{
+    CHECKPOINTS_FILE, LOCK_FILE, PUBLIC_KEY_FILE, SegmentFile, list_segments, segment_name,
+};
+
+use super::state::{CheckpointWriter, Shared, State, Writer, sync_dir};
+
+/// An opened directory, ready for the sync thread.
+pub(crate) struct Opened {
+    pub shared: Arc<Shared>,
+    pub recoveries: Vec<Recovery>,
+    /// Holds the directory's flock for the log's lifetime.
+    pub lock: File,
+}
+
+pub(crate) fn open(cfg: AuditConfig) -> Result<Opened, AuditError> {
+    cfg.validate()?;
+    let dir = cfg.dir.clone();
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| AuditError::io(&dir, e))?;
+    let lock = lock_dir(&dir)?;
+    let key = keys::load_or_generate(&cfg.key_path)?;
+    let public = key.verifying_key();
+    claim_dir(&dir, &public)?;
+
+    let mut recoveries = Vec::new();
+    let cps = checkpoint::scan_file(&dir, &public)
+        .map_err(|e| AuditError::io(dir.join(CHECKPOINTS_FILE), e))?;
+    if let Some(p) = cps
+        .problems
+        .iter()
+        .find(|p| !matches!(p.error, VerifyError::TornTail { .. }))
+    {
+        return Err(corrupt(p));
+    }
+    if let Some((offset, _)) = cps.torn {
+        recoveries.push(cut_tail(&dir, CHECKPOINTS_FILE, offset)?);
+    }
+    let mut scanner = Scanner::new(&public.to_bytes(), &cps.valid);
+    scan_segments(&dir, &mut scanner, &mut recoveries)?;
+    let mut summaries = std::mem::take(&mut scanner.segments);
+    finish_pending_prune(&dir, &scanner, &mut summaries)?;
+
+    let cp_path = dir.join(CHECKPOINTS_FILE);
+    let checkpoints = CheckpointWriter {
+        file: OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&cp_path)
+            .map_err(|e| AuditError::io(&cp_path, e))?,
+        path: cp_path,
+        prev: cps
+            .last_line_hash
+            .unwrap_or_else(|| checkpoint_genesis(&public.to_bytes())),
+        last_size: cps.valid.last().map_or(0, |(_, cp)| cp.tree_size),
+        last_at: Instant::now(),
+    };
+    let (writer, state) = writer_state(&dir, &scanner, summaries, checkpoints.last_size)?;
+    let shared = Arc::new(Shared::new(cfg, key, state, writer, checkpoints));
+    start(&shared, &recoveries)?;
+    Ok(Opened {
+        shared,
+        recoveries,
+        lock,
+    })
+}
+
+/// Re-verifies every segment; a torn tail of the last one is cut (into `recoveries`), any
+/// other problem refuses the open.
+fn scan_segments(
+    dir: &Path,
+    scanner: &mut Scanner<'_>,
+    recoveries: &mut Vec<Recovery>,
+) -> Result<(), AuditError> {
+    let segments = list_segments(dir).map_err(|e| AuditError::io(dir, e))?;
+    for (i, seg) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        let stopped = scanner
+            .scan_segment(seg, last)
+            .map_err(|e| AuditError::io(&seg.path, e))?;
+        if let Some(p) = scanner.problems.first() {
+            return Err(corrupt(p));
+        }
+        if let Some(problem) = stopped {
+            recoveries.push(recover_segment_tail(dir, seg, &problem)?);
+        }
+    }
+    scanner.finish();
+    match scanner.problems.first() {
+        Some(p) => Err(corrupt(p)),
+        None => Ok(()),
+    }
+}
+
+/// The writer positioned after the last record: the last segment stays the active one (a new
+/// directory gets `seg-0`).
+fn writer_state(
+    dir: &Path,
+    scanner: &Scanner<'_>,
+    mut summaries: Vec<SegmentSummary>,
+    checkpointed: u64,
+) -> Result<(Writer, State), AuditError> {
+    let current = match summaries.pop() {
+        Some(current) => current,
+        None => {
+            let path = dir.join(segment_name(0));
+            File::options()
+                .append(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| AuditError::io(&path, e))?;
+            SegmentSummary::empty(segment_name(0), 0)
+        }
+    };
+    if current.records == 0 && current.first_seq != scanner.next_seq() {
+        let location = Location {
+            file: current.name.clone(),
+            line: 0,
+            offset: 0,
+            seq: None,
+        };
+        let error = VerifyError::SegmentNameMismatch {
+            named: current.first_seq,
+            found: scanner.next_seq(),
+        };
+        return Err(AuditError::Corrupt(Box::new(Problem { location, error })));
+    }
+    let path = dir.join(&current.name);
+    let file = Arc::new(
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| AuditError::io(&path, e))?,
+    );
+    let writer = Writer {
+        file: file.clone(),
+        path: path.clone(),
+        segment: current,
+        closed: summaries,
+        frontier: scanner.frontier().clone(),
+        head: scanner.prev(),
+    };
+    let mut state = State::new(scanner.next_seq(), scanner.prev(), file, path);
+    state.checkpointed = checkpointed;
+    Ok((writer, state))
+}
+
+/// Writes what a fresh or recovered log starts with: the segment's first record if it is
+/// empty, then one `audit.recovery` record per cut; then commits.
+fn start(shared: &Shared, recoveries: &[Recovery]) -> Result<(), AuditError> {
+    {
+        let mut w = shared.lock_writer();
+        let mut st = shared.lock_state();
+        if w.segment.records == 0 {
+            shared
+                .write_segment_start(&mut w, &mut st)
+                .map_err(AuditError::Write)?;
+            st.dir_dirty = true;
+        }
+    }
+    for recovery in recoveries {
+        let event = serde_json::to_value(recovery).expect("recovery event serializes");
+        shared.append_written(&Prepared::new(KIND_RECOVERY, &event, true)?)?;
+    }
+    shared.sync_round(None).map_err(AuditError::Write)?;
+    Ok(())
+}
+
+fn corrupt(p: &Problem) -> AuditError {
+    AuditError::Corrupt(Box::new(p.clone()))
+}
+
+fn lock_dir(dir: &Path) -> Result<File, AuditError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| AuditError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(AuditError::Locked {
+            dir: dir.to_owned(),
+        }),
+        Err(TryLockError::Error(e)) => Err(AuditError::io(path, e)),
+    }
+}
+
+/// A directory belongs to the key that started it; another key would mean a foreign chain.
+fn claim_dir(dir: &Path, public: &VerifyingKey) -> Result<(), AuditError> {
+    let path = dir.join(PUBLIC_KEY_FILE);
+    match keys::read_public_key(&path)? {
+        Some(found) if found != *public => Err(AuditError::ForeignDirectory {
+            expected: public.to_bytes(),
+            found: found.to_bytes(),
+        }),
+        Some(_) => Ok(()),
+        None => keys::write_public_key(&path, public),
+    }
+}
+
+/// Cuts the last segment at the first damaged line, if that damage is what a crash leaves:
+/// a torn or garbled line with no well-formed record after it. Anything else is an edit.
+fn recover_segment_tail(
+    dir: &Path,
+    seg: &SegmentFile,
+    problem: &Problem,
+) -> Result<Recovery, AuditError> {
+    if !problem.error.is_tearing() {
+        return Err(corrupt(problem));
+    }
+    let offset = problem.location.offset;
+    let tail = read_from(&seg.path, offset)?;
+    let mut lines: Vec<&[u8]> = tail.split(|b| *b == b'\n').collect();
+    lines.pop(); // bytes after the last newline: not a complete line
+    if lines
+        .iter()
+        .skip(1)
+        .any(|line| Record::parse_line(line).is_ok())
+    {
+        return Err(corrupt(problem));
+    }
+    cut_tail(dir, &seg.name, offset)
+}
+
+fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>, AuditError> {
+    let mut file = File::open(path).map_err(|e| AuditError::io(path, e))?;
+    let mut tail = Vec::new();
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.read_to_end(&mut tail))
+        .map_err(|e| AuditError::io(path, e))?;
+    Ok(tail)
+}
+
+/// Saves `name`'s bytes from `offset` to a `torn-…` file, then truncates `name` there.
+fn cut_tail(dir: &Path, name: &str, offset: u64) -> Result<Recovery, AuditError> {
+    let path = dir.join(name);
+    let tail = read_from(&path, offset)?;
+    let (saved_as, saved) = (0..)
+        .map(|n| match n {
+            0 => format!("torn-{name}-{offset}.bin"),
+            n => format!("torn-{name}-{offset}-{n}.bin"),
+        })
+        .find_map(|candidate| {
+            match File::options()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dir.join(&candidate))
+            {
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => None,
+                result => Some((candidate, result)),
+            }
+        })
+        .expect("some name is free");
+    let save_path = dir.join(&saved_as);
+    let mut saved = saved.map_err(|e| AuditError::io(&save_path, e))?;
+    saved
+        .write_all(&tail)
+        .and_then(|()| saved.sync_all())
+        .map_err(|e| AuditError::io(&save_path, e))?;
+    let file = OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|e| AuditError::io(&path, e))?;
+    file.set_len(offset)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| AuditError::io(&path, e))?;
+    sync_dir(dir).map_err(AuditError::Write)?;
+    Ok(Recovery {
+        file: name.to_owned(),
+        offset,
+        bytes_cut: tail.len() as u64,
+        cut_sha256: hex::encode(sha256(&tail)),
+        saved_as,
+    })
+}
+
+/// Deletes segments that a durable `audit.prune` record announced but a crash left behind.
+fn finish_pending_prune(
+    dir: &Path,
+    scanner: &Scanner<'_>,
+    summaries: &mut Vec<SegmentSummary>,
+) -> Result<(), AuditError> {
+    // An unsigned prune record (crash before its checkpoint) deletes nothing: the files stay
+    // and the next retention pass describes them again.
+    let Some((_, prune)) = scanner
+        .latest_prune
+        .as_ref()
+        .filter(|(seq, _)| scanner.prune_signed(*seq))
+    else {
+        return Ok(());
+    };
+    let keep_last = summaries.len().saturating_sub(1);
+    let stale = summaries[..keep_last]
+        .iter()
+        .take_while(|s| {
+            s.last_seq
+                .is_some_and(|last| last < prune.first_retained_seq)
+        })
+        .count();
+    for seg in summaries.drain(..stale) {
+        let path = dir.join(&seg.name);
+        fs::remove_file(&path).map_err(|e| AuditError::io(path, e))?;
+    }
+    if stale > 0 {
+        sync_dir(dir).map_err(AuditError::Write)?;
+    }
+    Ok(())
+}

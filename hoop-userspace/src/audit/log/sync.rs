@@ -1,0 +1,185 @@
+//! Durability: group commits (one fdatasync covers every record written before it started),
+//! the background sync thread, durability waits, and signed checkpoints.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::oneshot;
+
+use crate::audit::checkpoint::Checkpoint;
+use crate::audit::error::{AuditError, WriteFailure};
+use crate::audit::time;
+
+use super::state::{Shared, sync_dir};
+
+impl Shared {
+    /// One group commit. Returns the seq it covers (all records below it are durable). With
+    /// `need`, returns at once if an earlier commit already covered that seq.
+    pub fn sync_round(&self, need: Option<u64>) -> Result<u64, WriteFailure> {
+        let _one_at_a_time = self.sync_lock.lock().expect("audit sync lock poisoned");
+        let (files, dir_dirty, upto) = {
+            let mut st = self.lock_state();
+            if let Some(f) = &st.failure {
+                return Err(f.clone());
+            }
+            if need.is_some_and(|seq| st.synced > seq) {
+                return Ok(st.synced);
+            }
+            st.sync_requested = false;
+            if st.synced >= st.written && st.unsynced.is_empty() && !st.dir_dirty {
+                return Ok(st.synced);
+            }
+            let mut files = std::mem::take(&mut st.unsynced);
+            files.push((st.current.clone(), st.current_path.clone()));
+            (files, std::mem::take(&mut st.dir_dirty), st.written)
+        };
+        let mut result = files.iter().try_for_each(|(file, path)| {
+            file.sync_data()
+                .map_err(|e| WriteFailure::new(crate::audit::error::IoStep::Sync, path, &e))
+        });
+        if result.is_ok() && dir_dirty {
+            result = sync_dir(&self.cfg.dir);
+        }
+        let mut st = self.lock_state();
+        match &result {
+            Ok(()) => {
+                st.synced = st.synced.max(upto);
+                st.wake_durable(upto);
+            }
+            // After a failed fdatasync the kernel may have dropped the dirty pages: nothing
+            // written since the last good sync can be trusted, so the log stops here.
+            Err(f) => st.fail(f.clone()),
+        }
+        drop(st);
+        self.durable_cv.notify_all();
+        result.map(|()| upto)
+    }
+
+    /// Blocks until `seq` is durable. Only the sync thread commits: a waiter asks it for a
+    /// commit and sleeps; each commit covers every record written before it started, so the
+    /// waiters of a batch share one fdatasync. (Measured against appenders running the commit
+    /// themselves: twice the throughput with 8 threads and a p99 of 0.5 ms instead of 10 ms,
+    /// for ~20% more latency with a single thread; see NOTES.md.)
+    pub fn wait_durable(&self, seq: u64) -> Result<(), AuditError> {
+        let mut st = self.lock_state();
+        loop {
+            if st.synced > seq {
+                return Ok(());
+            }
+            if let Some(f) = &st.failure {
+                return Err(AuditError::Write(f.clone()));
+            }
+            if !st.sync_requested {
+                st.sync_requested = true;
+                self.sync_cv.notify_one();
+            }
+            st = self.durable_cv.wait(st).expect("audit state lock poisoned");
+        }
+    }
+
+    /// Registers an async waiter for `seq` and asks the sync thread for a commit now.
+    pub fn durable_waiter(
+        &self,
+        seq: u64,
+    ) -> Result<Option<oneshot::Receiver<Result<(), WriteFailure>>>, AuditError> {
+        let mut st = self.lock_state();
+        if st.synced > seq {
+            return Ok(None);
+        }
+        if let Some(f) = &st.failure {
+            return Err(AuditError::Write(f.clone()));
+        }
+        let (tx, rx) = oneshot::channel();
+        st.waiters.push((seq, tx));
+        st.sync_requested = true;
+        drop(st);
+        self.sync_cv.notify_one();
+        Ok(Some(rx))
+    }
+
+    /// Signs and stores a checkpoint of every written record, after a commit makes them
+    /// durable (a checkpoint must never cover records a crash could still take away).
+    /// Without `force`, does nothing if no record was added since the last checkpoint.
+    pub fn write_checkpoint(&self, force: bool) -> Result<Option<Checkpoint>, WriteFailure> {
+        let mut cpw = self
+            .checkpoints
+            .lock()
+            .expect("audit checkpoint lock poisoned");
+        let (size, root, head) = {
+            let w = self.lock_writer();
+            (w.frontier.size(), w.frontier.root(), w.head)
+        };
+        if size == cpw.last_size && !force {
+            return Ok(None);
+        }
+        let covered = self.sync_round(Some(size.saturating_sub(1)))?;
+        debug_assert!(covered >= size);
+        let cp = Checkpoint::sign(
+            &self.key,
+            size,
+            root,
+            head,
+            time::format(SystemTime::now()),
+            cpw.prev,
+        );
+        let appended = cpw.append(&cp);
+        let mut st = self.lock_state();
+        match appended {
+            Ok(()) => st.checkpointed = size,
+            Err(f) => {
+                st.fail(f.clone());
+                return Err(f);
+            }
+        }
+        Ok(Some(cp))
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        let cpw = self
+            .checkpoints
+            .lock()
+            .expect("audit checkpoint lock poisoned");
+        let written = self.lock_state().written;
+        written > cpw.last_size
+            && (written - cpw.last_size >= self.cfg.checkpoint_every_records
+                || cpw.last_at.elapsed() >= self.cfg.checkpoint_interval())
+    }
+
+    /// Sleeps until a commit is requested, the interval passes, or shutdown.
+    /// Returns `(shutdown, a segment was rotated)`.
+    fn wait_for_work(&self) -> (bool, bool) {
+        let deadline = Instant::now() + self.cfg.sync_interval();
+        let mut st = self.lock_state();
+        while !st.sync_requested && !st.shutdown {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = self
+                .sync_cv
+                .wait_timeout(st, deadline - now)
+                .expect("audit state lock poisoned")
+                .0;
+        }
+        (st.shutdown, std::mem::take(&mut st.rotated))
+    }
+}
+
+/// The sync thread: periodic group commits (the `written` mode's bound on data at risk),
+/// commits requested by async waiters, checkpoints, and retention after rotations.
+pub(crate) fn run(shared: Arc<Shared>) {
+    loop {
+        let (shutdown, rotated) = shared.wait_for_work();
+        // Failures are recorded in the state (appends then fail); nothing else to do here.
+        let _ = shared.sync_round(None);
+        if rotated && !shutdown {
+            let _ = shared.enforce_retention();
+        }
+        if shutdown || shared.checkpoint_due() {
+            let _ = shared.write_checkpoint(false);
+        }
+        if shutdown {
+            return;
+        }
+    }
+}
