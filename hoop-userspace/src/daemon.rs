@@ -17,6 +17,7 @@ use crate::{
     config::{Config, ConfigError},
     intercept::{self, Intercept, guard, targets::{Resolved, TargetSet}},
     proxy::{self, Node, postgres::PgContext},
+    audit::AuditLog,
     tls::NodeCa,
 };
 
@@ -30,6 +31,8 @@ pub enum DaemonError {
     Intercept(#[from] intercept::InterceptError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error("audit trail: {0}")]
+    Audit(#[from] crate::audit::AuditError),
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
 }
@@ -42,9 +45,15 @@ pub async fn run(mut cfg: Config, config_path: Option<PathBuf>, origin: String) 
     let mut resolved = intercept::resolve_hosts(&cfg, &Resolved::new()).await;
     let set = TargetSet::build(&cfg, &resolved);
     let ca = Arc::new(NodeCa::load_or_create(&cfg.state.dir)?);
+    let audit = AuditLog::open(cfg.audit_config())?;
+    for r in audit.recoveries() {
+        tracing::warn!(recovery = ?r, "audit trail: torn tail truncated and recorded");
+    }
+    audit.append("daemon.start", &serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "config": origin}))?;
     let intercept = Intercept::start(&cfg, &set)?;
     apply_guard(&cfg, intercept.scope(), &set)?;
     let node = Arc::new(Node {
+        audit: audit.clone(),
         intercept,
         pg: Arc::new(PgContext::new(ca, cfg.intercept.mark)),
         targets: RwLock::new(Arc::new(set)),
@@ -65,7 +74,12 @@ pub async fn run(mut cfg: Config, config_path: Option<PathBuf>, origin: String) 
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if let Some(new) = reload(&cfg, config_path.as_deref()) {
+                let reloaded = reload(&cfg, config_path.as_deref());
+                let ev = serde_json::json!({"ok": reloaded.is_some(), "targets": reloaded.as_ref().map(|c| c.targets.len())});
+                if let Err(e) = audit.append("config.reload", &ev) {
+                    tracing::error!(error = %e, "audit trail: cannot record the reload");
+                }
+                if let Some(new) = reloaded {
                     cfg = new;
                     resolved = intercept::resolve_hosts(&cfg, &resolved).await;
                     retarget(&node, &cfg, &resolved);
@@ -84,6 +98,10 @@ pub async fn run(mut cfg: Config, config_path: Option<PathBuf>, origin: String) 
     }
     let s = node.intercept.stats();
     tracing::info!(redirected = s.redirected, "hoopd stopping; redirect and guard stay in place (fail closed)");
+    audit.append("daemon.stop", &serde_json::json!({"redirected": s.redirected}))?;
+    drop(node);
+    // the last handle: a final signed checkpoint, then the log closes
+    audit.close()?;
     Ok(())
 }
 

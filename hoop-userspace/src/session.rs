@@ -12,6 +12,19 @@ use std::{
 
 use crate::{identity::ProcessFacts, intercept::targets::TargetInfo};
 
+/// Command-line arguments that may carry credentials (URIs with a user part, `password=`,
+/// tokens) are replaced before they reach the audit trail.
+fn redact_cmdline(args: &[String]) -> Vec<String> {
+    const SECRET_WORDS: [&str; 5] = ["password", "passwd", "secret", "token", "key="];
+    args.iter()
+        .map(|a| {
+            let lower = a.to_ascii_lowercase();
+            let uri_creds = a.contains("://") && a.contains('@');
+            if uri_creds || SECRET_WORDS.iter().any(|w| lower.contains(w)) { "[redacted]".to_string() } else { a.clone() }
+        })
+        .collect()
+}
+
 pub struct Session {
     pub id: uuid::Uuid,
     pub target: Arc<TargetInfo>,
@@ -48,6 +61,37 @@ impl Session {
 
     pub fn add_down(&self, n: u64) {
         self.bytes_down.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The audit record of the session's start: who and where (identity and process facts).
+    pub fn start_record(&self) -> serde_json::Value {
+        let p = &self.process;
+        serde_json::json!({
+            "session": self.id.to_string(),
+            "target": self.target.config.name,
+            "protocol": self.target.config.protocol.as_str(),
+            "client": self.client.to_string(),
+            "orig_dst": self.orig_dst.to_string(),
+            "identity": {"kind": "anonymous", "reason": "workload identity not resolved yet"},
+            "process": {
+                "pid": p.pid, "tid": p.tid, "uid": p.uid, "gid": p.gid, "cgroup_id": p.cgroup_id,
+                "exe": p.exe, "cgroup": p.cgroup, "start_ticks": p.start_ticks,
+                "cmdline": p.cmdline.as_deref().map(redact_cmdline),
+                "unverified": p.unverified,
+            },
+        })
+    }
+
+    /// The audit record of the session's end.
+    pub fn end_record(&self, outcome: &str, error: Option<&str>) -> serde_json::Value {
+        serde_json::json!({
+            "session": self.id.to_string(),
+            "outcome": outcome,
+            "error": error,
+            "bytes_up": self.bytes_up.load(Ordering::Relaxed),
+            "bytes_down": self.bytes_down.load(Ordering::Relaxed),
+            "duration_ms": self.started.elapsed().as_millis() as u64,
+        })
     }
 
     /// The structured session record, emitted when the session ends. The command line is left

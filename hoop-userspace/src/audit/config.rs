@@ -24,10 +24,10 @@ pub enum Durability {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
-    /// Directory of segments and checkpoints. Default `/var/lib/hoop/audit`.
+    /// Directory of segments and checkpoints. Default `<state dir>/audit`.
     pub dir: PathBuf,
     /// ed25519 checkpoint key, generated (mode 0600) if absent; `<key_path>.pub` is written
-    /// beside it. Default `/var/lib/hoop/audit.key`.
+    /// beside it. Default `<state dir>/audit.key`.
     pub key_path: PathBuf,
     /// Default `written`.
     pub durability: Durability,
@@ -48,8 +48,9 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
-            dir: PathBuf::from("/var/lib/hoop/audit"),
-            key_path: PathBuf::from("/var/lib/hoop/audit.key"),
+            // empty: under the state directory (see `under_state_dir`)
+            dir: PathBuf::new(),
+            key_path: PathBuf::new(),
             durability: Durability::Written,
             sync_interval_ms: 10,
             segment_max_bytes: 64 << 20,
@@ -69,6 +70,17 @@ impl AuditConfig {
             key_path: key_path.into(),
             ..Self::default()
         }
+    }
+
+    /// Fills the paths left at their default from the node's state directory.
+    pub fn under_state_dir(mut self, state: &std::path::Path) -> Self {
+        if self.dir.as_os_str().is_empty() {
+            self.dir = state.join("audit");
+        }
+        if self.key_path.as_os_str().is_empty() {
+            self.key_path = state.join("audit.key");
+        }
+        self
     }
 
     pub fn validate(&self) -> Result<(), AuditError> {

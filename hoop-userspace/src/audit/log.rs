@@ -95,7 +95,10 @@ impl AuditLog {
         Ok(receipt)
     }
 
-    fn append_written(&self, kind: &str, event: &Value) -> Result<Receipt, AuditError> {
+    /// Appends and returns once the record is written (write(2)), whatever the mode; callers
+    /// in strict mode await [`Receipt::durable`] before acting on the record (the proxy does,
+    /// for a whole batch of statements at once).
+    pub fn append_written(&self, kind: &str, event: &Value) -> Result<Receipt, AuditError> {
         // Encoding and most of the hashing happen here, outside the log's lock.
         let prepared = Prepared::new(kind, event, false)?;
         let (seq, hash) = self.shared().append_written(&prepared)?;
@@ -104,6 +107,10 @@ impl AuditLog {
             hash,
             shared: self.inner.shared.clone(),
         })
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.shared().cfg.durability
     }
 
     /// Signs a checkpoint of every record written so far, now.

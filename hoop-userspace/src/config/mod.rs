@@ -43,6 +43,9 @@ pub struct Config {
     pub state: State,
     #[serde(default)]
     pub proxy: Proxy,
+    /// `[audit]`: the audit trail (see `audit::AuditConfig` for every key and default).
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
     #[serde(default, rename = "target")]
     pub targets: Vec<Target>,
 }
@@ -253,6 +256,14 @@ impl Config {
         if self.proxy.resolve_interval_s == 0 {
             return Err(("proxy.resolve_interval_s".into(), "must be > 0".into()));
         }
+        if let Err(crate::audit::AuditError::Config { field, reason }) = self.audit.validate() {
+            return Err((format!("audit.{field}"), reason.to_string()));
+        }
+        for (key, p) in [("audit.dir", &self.audit.dir), ("audit.key_path", &self.audit.key_path)] {
+            if !p.as_os_str().is_empty() && !p.is_absolute() {
+                return Err((key.into(), "must be an absolute path".into()));
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for (n, t) in self.targets.iter().enumerate() {
             let key = |field: &str| format!("target[{n}].{field}");
@@ -262,6 +273,11 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The audit settings with default paths placed under the state directory.
+    pub fn audit_config(&self) -> crate::audit::AuditConfig {
+        self.audit.clone().under_state_dir(&self.state.dir)
     }
 
     /// The listener addresses (IPv4 first).

@@ -25,6 +25,7 @@ use crate::{
 
 /// What every connection handler shares; the target set is swapped on reload.
 pub struct Node {
+    pub audit: crate::audit::AuditLog,
     pub intercept: Intercept,
     pub pg: Arc<postgres::PgContext>,
     pub targets: RwLock<Arc<TargetSet>>,
@@ -84,10 +85,19 @@ async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
     );
     async move {
         tracing::info!(target_name = %session.target.config.name, pid = session.process.pid, "session started");
+        // no record, no session: an audit trail that cannot write refuses the connection
+        if let Err(e) = node.audit.append("session.start", &session.start_record()) {
+            tracing::error!(error = %e, "audit trail unavailable; connection refused");
+            return;
+        }
         let result = dispatch(&node, &session, stream).await;
-        match result {
-            Ok(()) => session.emit_end("closed", None),
-            Err(e) => session.emit_end("error", Some(&e.to_string())),
+        let (outcome, error) = match &result {
+            Ok(()) => ("closed", None),
+            Err(e) => ("error", Some(e.to_string())),
+        };
+        session.emit_end(outcome, error.as_deref());
+        if let Err(e) = node.audit.append("session.end", &session.end_record(outcome, error.as_deref())) {
+            tracing::error!(error = %e, "audit trail: cannot record the session end");
         }
     }
     .instrument(span)
@@ -113,7 +123,7 @@ async fn dispatch(node: &Node, session: &Arc<Session>, client: TcpStream) -> Res
         Protocol::Tcp => {}
         Protocol::Postgres => {
             let host = node.targets().host_for(session.orig_dst.ip()).map(str::to_string);
-            return Ok(postgres::run(&node.pg, session, client, host, timeout).await?);
+            return Ok(postgres::run(&node.pg, &node.audit, session, client, host, timeout).await?);
         }
         // Fail closed: a protocol we cannot inspect is not passed through blindly.
         other => return Err(SessionError::Unsupported(other.as_str())),

@@ -62,6 +62,8 @@ pub enum PgError {
     UpstreamAuth(String),
     #[error("TLS setup: {0}")]
     Tls(#[from] TlsError),
+    #[error("audit trail: {0}")]
+    Audit(#[from] crate::audit::AuditError),
     #[error("encoding: {0}")]
     Encode(#[from] EncodeError),
 }
@@ -107,6 +109,7 @@ pub struct Upstream {
 /// Runs one PostgreSQL session (or forwards one cancel request) to completion.
 pub async fn run(
     ctx: &Arc<PgContext>,
+    audit: &crate::audit::AuditLog,
     session: &Arc<Session>,
     client: TcpStream,
     host_hint: Option<String>,
@@ -133,7 +136,7 @@ pub async fn run(
             let server = startup::connect_upstream(&upstream).await?;
             let start = auth::Start { version, params: &params, buffered };
             let authed = auth::relay(ctx, client, server, start, &upstream).await?;
-            relay::run(ctx, session, authed, &params).await
+            relay::run(ctx, audit, session, authed, &params).await
         }
     }
 }

@@ -18,6 +18,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::{PgContext, PgError, auth::Authed};
+use crate::audit::{AuditLog, Durability, Receipt};
 use crate::{
     classify::Classification,
     policy::{self, Action, Decision},
@@ -61,6 +62,8 @@ struct ClientState {
     /// After a denied Parse: drop the client's messages until Sync (the server would).
     skip_until_sync: bool,
     terminated: bool,
+    /// Audit records written for this read's requests (awaited in strict mode).
+    receipts: Vec<Receipt>,
 }
 
 pub struct Who<'a> {
@@ -68,7 +71,21 @@ pub struct Who<'a> {
     pub user: Option<&'a str>,
 }
 
-pub async fn run(ctx: &Arc<PgContext>, session: &Arc<Session>, authed: Authed, params: &[(String, String)]) -> Result<(), PgError> {
+/// What both directions of one session need.
+pub struct Cx<'a> {
+    pub ctx: &'a PgContext,
+    pub audit: &'a AuditLog,
+    pub session: &'a Session,
+    pub who: &'a Who<'a>,
+}
+
+pub async fn run(
+    ctx: &Arc<PgContext>,
+    audit: &AuditLog,
+    session: &Arc<Session>,
+    authed: Authed,
+    params: &[(String, String)],
+) -> Result<(), PgError> {
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let user = param("user");
     let who = Who { database: param("database").or(user), user };
@@ -77,22 +94,21 @@ pub async fn run(ctx: &Arc<PgContext>, session: &Arc<Session>, authed: Authed, p
     let (crd, cwr) = tokio::io::split(client);
     let (srd, swr) = tokio::io::split(server);
     let shared = Mutex::new(Shared::default());
-    let up = client_to_server(ctx, session, &who, crd, swr, client_buf, &shared);
-    let down = server_to_client(session, &who, srd, cwr, server_buf, &shared);
+    let cx = Cx { ctx, audit, session, who: &who };
+    let up = client_to_server(&cx, crd, swr, client_buf, &shared);
+    let down = server_to_client(&cx, srd, cwr, server_buf, &shared);
     let result = tokio::select! {
         r = up => r,
         r = down => r,
     };
     for p in shared.lock().unwrap().pending.drain(..) {
-        p.emit(session, &who, StatementOutcome::Interrupted);
+        p.finish(&cx, StatementOutcome::Interrupted);
     }
     result
 }
 
 async fn client_to_server(
-    ctx: &PgContext,
-    session: &Session,
-    who: &Who<'_>,
+    cx: &Cx<'_>,
     mut rd: ReadHalf<Stream>,
     mut wr: WriteHalf<Stream>,
     mut buf: BytesMut,
@@ -101,13 +117,23 @@ async fn client_to_server(
     let splitter = FrameSplitter::new(Direction::Frontend, Limits::DEFAULT);
     let mut state = ClientState::default();
     let mut out = BytesMut::with_capacity(CHUNK);
+    let strict = cx.audit.durability() == Durability::Strict;
     loop {
         {
             let mut sh = shared.lock().unwrap();
             while let Some(frame) = splitter.next_frame(&mut buf).map_err(PgError::ClientProtocol)? {
-                session.add_up(frame.wire().len() as u64);
-                on_client_frame(ctx, session, who, &mut state, &mut sh, frame, &mut out)?;
+                cx.session.add_up(frame.wire().len() as u64);
+                on_client_frame(cx, &mut state, &mut sh, frame, &mut out)?;
             }
+        }
+        // strict durability: nothing is forwarded before the fdatasync covering its record
+        // (one group commit for every record of this read)
+        if strict {
+            for r in state.receipts.drain(..) {
+                r.durable().await?;
+            }
+        } else {
+            state.receipts.clear();
         }
         if !out.is_empty() {
             wr.write_all(&out).await.map_err(PgError::UpstreamIo)?;
@@ -126,14 +152,13 @@ async fn client_to_server(
     }
 }
 
-fn decide_all(ctx: &PgContext, session: &Session, who: &Who<'_>, stmts: &[Classification]) -> Decision {
-    let _ = ctx;
+fn decide_all(cx: &Cx<'_>, stmts: &[Classification]) -> Decision {
     for s in stmts {
         let req = policy::Request {
-            target: &session.target.config,
-            process: &session.process,
-            database: who.database,
-            user: who.user,
+            target: &cx.session.target.config,
+            process: &cx.session.process,
+            database: cx.who.database,
+            user: cx.who.user,
             statement: s,
         };
         let d = policy::decide(&req);
@@ -148,23 +173,7 @@ fn first_denied_kind(stmts: &[Classification], d: &Decision) -> &'static str {
     stmts.iter().map(|s| s.kind.as_str()).find(|k| d.rule.ends_with(&format!(":{k}"))).unwrap_or("statement")
 }
 
-/// The statement the server runs instead of a denied one: fails with 42501 naming the rule.
-fn denial_sql(message: &str) -> String {
-    format!(
-        "DO $hoop_denied$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = '{}'; END$hoop_denied$",
-        message.replace('\'', "''")
-    )
-}
-
-fn on_client_frame(
-    ctx: &PgContext,
-    session: &Session,
-    who: &Who<'_>,
-    st: &mut ClientState,
-    sh: &mut Shared,
-    frame: Frame,
-    out: &mut BytesMut,
-) -> Result<(), PgError> {
+fn on_client_frame(cx: &Cx<'_>, st: &mut ClientState, sh: &mut Shared, frame: Frame, out: &mut BytesMut) -> Result<(), PgError> {
     let tag = frame.tag();
     if st.skip_until_sync && tag != b'S' && tag != b'X' {
         return Ok(());
@@ -172,31 +181,36 @@ fn on_client_frame(
     match tag {
         b'Q' => {
             let FrontendMessage::Query(q) = super::io::frontend(&frame)? else { unreachable!() };
-            let stmts = ctx.classify.classify(q.sql);
-            let decision = decide_all(ctx, session, who, &stmts);
+            let stmts = cx.ctx.classify.classify(q.sql);
+            let decision = decide_all(cx, &stmts);
             let batch = sh.batches_sent;
             sh.batches_sent += 1;
-            if decision.action == Action::Deny {
-                let msg = decision.deny_message(first_denied_kind(&stmts, &decision));
-                Query { sql: &denial_sql(&msg) }.encode(out)?;
-                sh.pending.push_back(Pending::new(PendingKind::Denied, q.sql.into(), stmts, decision, batch));
-            } else {
-                out.extend_from_slice(frame.wire());
-                sh.pending.push_back(Pending::new(PendingKind::Simple { next: 0 }, q.sql.into(), stmts, decision, batch));
+            let mut pending = Pending::new(PendingKind::Simple { next: 0 }, q.sql.into(), stmts, decision, batch);
+            match admit(cx, st, &mut pending) {
+                Ok(()) => {
+                    out.extend_from_slice(frame.wire());
+                    sh.pending.push_back(pending);
+                }
+                Err(refusal) => {
+                    Query { sql: &refusal.sql() }.encode(out)?;
+                    sh.pending.push_back(pending.refused(refusal.code));
+                }
             }
         }
         b'P' => {
             let FrontendMessage::Parse(p) = super::io::frontend(&frame)? else { unreachable!() };
-            let stmts = ctx.classify.classify(p.query);
-            let decision = decide_all(ctx, session, who, &stmts);
+            let stmts = cx.ctx.classify.classify(p.query);
+            let decision = decide_all(cx, &stmts);
             if decision.action == Action::Deny {
-                let msg = decision.deny_message(first_denied_kind(&stmts, &decision));
-                encode_parse(out, "", &denial_sql(&msg), std::iter::empty())?;
+                // decided at Parse: the statement never reaches the server, even prepared
+                let mut pending = Pending::new(PendingKind::Extended, p.query.into(), stmts, decision, sh.batches_sent);
+                let refusal = admit(cx, st, &mut pending).expect_err("a denial is refused");
+                encode_parse(out, "", &refusal.sql(), std::iter::empty())?;
                 encode_bind(out, "", "", &[], std::iter::empty(), &[])?;
                 Execute { portal: "", max_rows: 0 }.encode(out)?;
                 sh.swallow += 2;
                 st.skip_until_sync = true;
-                sh.pending.push_back(Pending::new(PendingKind::Denied, p.query.into(), stmts, decision, sh.batches_sent));
+                sh.pending.push_back(pending.refused(refusal.code));
             } else {
                 st.prepared.insert(p.name.to_string(), Prepared { text: p.query.into(), stmts });
                 out.extend_from_slice(frame.wire());
@@ -214,8 +228,22 @@ fn on_client_frame(
                 Some(p) => (p.text.clone(), p.stmts.clone()),
                 None => (Arc::from(""), Arc::from(Vec::new())),
             };
-            sh.pending.push_back(Pending::new(PendingKind::Extended, text, stmts, Decision::allow_default(), sh.batches_sent));
-            out.extend_from_slice(frame.wire());
+            let mut pending = Pending::new(PendingKind::Extended, text, stmts, Decision::allow_default(), sh.batches_sent);
+            match admit(cx, st, &mut pending) {
+                Ok(()) => {
+                    out.extend_from_slice(frame.wire());
+                    sh.pending.push_back(pending);
+                }
+                Err(refusal) => {
+                    // the portal is the client's; run the refusal instead, then skip to Sync
+                    encode_parse(out, "", &refusal.sql(), std::iter::empty())?;
+                    encode_bind(out, "", "", &[], std::iter::empty(), &[])?;
+                    Execute { portal: "", max_rows: 0 }.encode(out)?;
+                    sh.swallow += 2;
+                    st.skip_until_sync = true;
+                    sh.pending.push_back(pending.refused(refusal.code));
+                }
+            }
         }
         b'C' => {
             if let FrontendMessage::Close(c) = super::io::frontend(&frame)? {
@@ -240,9 +268,45 @@ fn on_client_frame(
     Ok(())
 }
 
+/// Why a request does not reach the server, and the statement the server runs instead.
+struct Refusal {
+    code: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    /// Fails with `code` and the message, at the request's place in the protocol.
+    fn sql(&self) -> String {
+        format!(
+            "DO $hoop_refused$BEGIN RAISE EXCEPTION USING ERRCODE = '{}', MESSAGE = '{}'; END$hoop_refused$",
+            self.code,
+            self.message.replace('\'', "''")
+        )
+    }
+}
+
+/// Write before forward: the request's audit record is written first; a denied request, or
+/// one whose record cannot be written, is refused.
+fn admit(cx: &Cx<'_>, st: &mut ClientState, p: &mut Pending) -> Result<(), Refusal> {
+    match cx.audit.append_written("pg.request", &p.request_record(cx)) {
+        Ok(r) => {
+            p.request_seq = Some(r.seq());
+            st.receipts.push(r);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "audit trail unavailable; request refused");
+            return Err(Refusal { code: "58030", message: "hoop: audit trail unavailable; request refused".into() });
+        }
+    }
+    if p.decision.action == Action::Deny {
+        let kind = first_denied_kind(&p.stmts, &p.decision);
+        return Err(Refusal { code: "42501", message: p.decision.deny_message(kind) });
+    }
+    Ok(())
+}
+
 async fn server_to_client(
-    session: &Session,
-    who: &Who<'_>,
+    cx: &Cx<'_>,
     mut rd: ReadHalf<Stream>,
     mut wr: WriteHalf<Stream>,
     mut buf: BytesMut,
@@ -259,10 +323,10 @@ async fn server_to_client(
             }
         }
         for (p, outcome) in finished {
-            p.emit(session, who, outcome);
+            p.finish(cx, outcome);
         }
         if !out.is_empty() {
-            session.add_down(out.len() as u64);
+            cx.session.add_down(out.len() as u64);
             wr.write_all(&out).await.map_err(PgError::ClientIo)?;
             out.clear();
         }
@@ -307,11 +371,15 @@ fn on_server_frame(
             };
             let code = e.code().unwrap_or("").to_string();
             sh.swallow = 0;
-            let denied = sh.pending.front().is_some_and(|p| matches!(p.kind, PendingKind::Denied));
-            if denied && code == "42501" {
+            let refused = sh.pending.front().and_then(|p| match p.kind {
+                PendingKind::Refused { code } => Some(code),
+                _ => None,
+            });
+            if refused == Some(code.as_str()) {
                 // our replacement's error, without the PL/pgSQL context of how it was raised
-                let message = e.get(b'M').unwrap_or("hoop: statement denied");
-                ErrorNotice { severity: Severity::Error, code: "42501", message, detail: None, hint: None }.encode_error(out)?;
+                let message = e.get(b'M').unwrap_or("hoop: request refused");
+                let refused_code = refused.unwrap();
+                ErrorNotice { severity: Severity::Error, code: refused_code, message, detail: None, hint: None }.encode_error(out)?;
                 complete_front(sh, StatementOutcome::Error(code), finished);
                 return Ok(());
             }
@@ -343,7 +411,7 @@ fn complete_front(sh: &mut Shared, outcome: StatementOutcome, finished: &mut Vec
                 PendingKind::Simple { next: i + 1 }
             };
         }
-        PendingKind::Extended | PendingKind::Denied => {
+        PendingKind::Extended | PendingKind::Refused { .. } => {
             let p = sh.pending.pop_front().unwrap();
             finished.push((p, outcome));
         }

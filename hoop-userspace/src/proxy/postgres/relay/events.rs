@@ -6,11 +6,13 @@
 
 use std::{sync::Arc, time::Instant};
 
-use super::Who;
+use serde_json::{Value, json};
+use sha2::Digest;
+
+use super::Cx;
 use crate::{
     classify::Classification,
     policy::{self, Decision},
-    session::Session,
 };
 
 pub enum PendingKind {
@@ -18,8 +20,8 @@ pub enum PendingKind {
     Simple { next: usize },
     /// An Execute of a prepared statement.
     Extended,
-    /// A statement replaced by its denial.
-    Denied,
+    /// A request replaced by a refusal with this SQLSTATE (denied, or no audit record).
+    Refused { code: &'static str },
     /// A simple Query whose statements all reported (or that an error ended).
     Drained,
 }
@@ -46,11 +48,75 @@ pub struct Pending {
     pub started: Instant,
     /// For a statement split off a multi-statement Query: its index.
     index: Option<usize>,
+    /// Sequence number of the request's audit record.
+    pub request_seq: Option<u64>,
 }
 
 impl Pending {
     pub fn new(kind: PendingKind, text: Arc<str>, stmts: Arc<[Classification]>, decision: Decision, batch: u64) -> Self {
-        Self { kind, text, stmts, decision, batch, rows: 0, started: Instant::now(), index: None }
+        Self { kind, text, stmts, decision, batch, rows: 0, started: Instant::now(), index: None, request_seq: None }
+    }
+
+    /// The same request, replaced by a refusal with `code`.
+    pub fn refused(mut self, code: &'static str) -> Self {
+        self.kind = PendingKind::Refused { code };
+        self
+    }
+
+    /// The audit record written before the request is forwarded: its classification and the
+    /// decision. The text itself is represented by its SHA-256 and length (values may be
+    /// secrets; masked text comes with the masking engine).
+    pub fn request_record(&self, cx: &Cx<'_>) -> Value {
+        let stmts: Vec<Value> = self
+            .stmts
+            .iter()
+            .map(|c| {
+                json!({"kind": c.kind.as_str(), "reads": policy::read_objects(c), "writes": policy::written_objects(c), "has_where": c.has_where})
+            })
+            .collect();
+        json!({
+            "session": cx.session.id.to_string(),
+            "database": cx.who.database,
+            "user": cx.who.user,
+            "statements": stmts,
+            "decision": self.decision.action.as_str(),
+            "rule": self.decision.rule,
+            "text_sha256": hex::encode(sha2::Sha256::digest(self.text.as_bytes())),
+            "text_len": self.text.len(),
+        })
+    }
+
+    /// Records how the request ended (audit trail) and emits the statement event.
+    pub fn finish(&self, cx: &Cx<'_>, outcome: StatementOutcome) {
+        let (name, detail) = self.outcome_parts(&outcome);
+        let rec = json!({
+            "session": cx.session.id.to_string(),
+            "request": self.request_seq,
+            "statement": self.index,
+            "outcome": name,
+            "detail": detail,
+            "rows": self.rows,
+            "duration_us": self.started.elapsed().as_micros() as u64,
+        });
+        if let Err(e) = cx.audit.append_written("pg.response", &rec) {
+            tracing::error!(error = %e, "audit trail: cannot record a response");
+        }
+        self.emit(cx, name, detail);
+    }
+
+    fn outcome_parts<'o>(&self, outcome: &'o StatementOutcome) -> (&'static str, &'o str) {
+        let (name, detail) = match outcome {
+            StatementOutcome::Complete(tag) => ("complete", tag.as_str()),
+            StatementOutcome::Error(code) => ("error", code.as_str()),
+            StatementOutcome::NotExecuted => ("not_executed", ""),
+            StatementOutcome::Interrupted => ("interrupted", ""),
+        };
+        let name = match self.kind {
+            PendingKind::Refused { code: "42501" } => "denied",
+            PendingKind::Refused { .. } => "refused",
+            _ => name,
+        };
+        (name, detail)
     }
 
     /// The event record of statement `i` of a simple Query, taking the rows counted so far.
@@ -66,6 +132,7 @@ impl Pending {
             rows,
             started,
             index: Some(i),
+            request_seq: self.request_seq,
         }
     }
 
@@ -77,7 +144,7 @@ impl Pending {
                     finished.push((self.statement_at(i), StatementOutcome::NotExecuted));
                 }
             }
-            PendingKind::Extended | PendingKind::Denied => finished.push((self, StatementOutcome::NotExecuted)),
+            PendingKind::Extended | PendingKind::Refused { .. } => finished.push((self, StatementOutcome::NotExecuted)),
             PendingKind::Drained => {}
         }
     }
@@ -86,23 +153,17 @@ impl Pending {
         self.stmts.get(self.index.unwrap_or(0))
     }
 
-    pub fn emit(&self, session: &Session, who: &Who<'_>, outcome: StatementOutcome) {
+    fn emit(&self, cx: &Cx<'_>, outcome_name: &str, detail: &str) {
         if !tracing::enabled!(tracing::Level::DEBUG) {
             return;
         }
+        let (session, who) = (cx.session, cx.who);
         let c = self.statement();
         let text = match (self.index, c) {
             (Some(_), Some(c)) => c.span.text(&self.text),
             _ => &self.text,
         };
         let normalized = pg_query::normalize(text).unwrap_or_else(|_| "<unparsed>".into());
-        let (outcome_name, detail) = match &outcome {
-            StatementOutcome::Complete(tag) => ("complete", tag.as_str()),
-            StatementOutcome::Error(code) => ("error", code.as_str()),
-            StatementOutcome::NotExecuted => ("not_executed", ""),
-            StatementOutcome::Interrupted => ("interrupted", ""),
-        };
-        let outcome_name = if matches!(self.kind, PendingKind::Denied) { "denied" } else { outcome_name };
         tracing::debug!(
             event = "statement",
             session.id = %session.id,
