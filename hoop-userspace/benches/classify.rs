@@ -21,6 +21,17 @@ const PGBENCH: &[&str] = &[
     "END;",
 ];
 
+/// The same transaction as `-M prepared`/`extended` sends it (parameters).
+const PGBENCH_PREPARED: &[&str] = &[
+    "BEGIN;",
+    "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;",
+    "SELECT abalance FROM pgbench_accounts WHERE aid = $1;",
+    "UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2;",
+    "UPDATE pgbench_branches SET bbalance = bbalance + $1 WHERE bid = $2;",
+    "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP);",
+    "END;",
+];
+
 const COMPLEX: &str = "WITH recent AS (SELECT o.id, o.customer_id, sum(l.qty * l.price) AS total \
     FROM orders o JOIN order_lines l ON l.order_id = o.id WHERE o.created_at > now() - interval '7 days' \
     GROUP BY o.id, o.customer_id) SELECT c.name, r.total, (SELECT count(*) FROM complaints x WHERE x.customer_id = c.id) \
@@ -88,7 +99,16 @@ fn main() {
     });
     let cache = ClassifyCache::default();
     time(
-        "classify cached (hit): all 7 pgbench statements",
+        "classify cached (exact hit): 7 pgbench -M prepared texts",
+        n * 10 / 7,
+        || {
+            for s in PGBENCH_PREPARED {
+                black_box(cache.classify(black_box(s)));
+            }
+        },
+    );
+    time(
+        "classify cached (template hit): same 7 -M simple texts",
         n * 10 / 7,
         || {
             for s in PGBENCH {
@@ -96,7 +116,7 @@ fn main() {
             }
         },
     );
-    time("classify cached (hit): 5-table CTE query", n * 10, || {
+    time("classify cached (template hit): 5-table CTE query", n * 10, || {
         black_box(cache.classify(black_box(COMPLEX)));
     });
     println!("cache stats: {:?}", cache.stats());

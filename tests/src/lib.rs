@@ -38,6 +38,11 @@ pub fn hoopd_bin() -> PathBuf {
     p
 }
 
+/// hoopctl, beside hoopd.
+pub fn hoopctl_bin() -> PathBuf {
+    hoopd_bin().with_file_name("hoopctl")
+}
+
 pub fn cgroup2_root() -> PathBuf {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     info.lines()

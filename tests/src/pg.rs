@@ -41,6 +41,11 @@ impl Postgres {
 
     /// initdb + TLS + start on `host:port`.
     pub fn start(name: &str, host: &str, port: u16) -> Self {
+        Self::start_with(name, host, port, "")
+    }
+
+    /// Like `start`, with extra postgresql.conf lines.
+    pub fn start_with(name: &str, host: &str, port: u16, extra_conf: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("hoop-pg-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -57,7 +62,7 @@ impl Postgres {
         run(Command::new("chmod").arg("600").arg(data.join("server.key")));
         let conf = format!(
             "listen_addresses = '{host}'\nport = {port}\nssl = on\nfsync = off\nsynchronous_commit = off\n\
-             unix_socket_directories = '{}'\nmax_connections = 300\n",
+             unix_socket_directories = '{}'\nmax_connections = 300\n{extra_conf}\n",
             dir.display()
         );
         let mut pg_conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
@@ -75,6 +80,11 @@ impl Postgres {
             token_password()
         ));
         pg
+    }
+
+    /// The server's log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("log")
     }
 
     /// The CA that signed the server's certificate (for `upstream_ca`).

@@ -25,8 +25,7 @@ const PG_HOST: &str = "127.0.0.2";
 const PG_PORT: u16 = 18101;
 const BOUNCER_HOST: &str = "127.0.0.1";
 const BOUNCER_PORT: u16 = 18102;
-const LISTEN: &str = "127.0.0.1:19910";
-const LISTEN6: &str = "[::1]:19910";
+const LISTEN_PORT: u16 = 19910;
 const PIN_DIR: &str = "/sys/fs/bpf/hoop_bench_pg";
 const NFT_TABLE: &str = "hoop_bench_pg";
 const WARMUP_SECONDS: u32 = 2;
@@ -124,6 +123,12 @@ impl World {
         if !Postgres::available() {
             bail!("PostgreSQL 15 is not installed ({}): run `cargo xtask deps`", pg::PG_BIN);
         }
+        // a listener already there would answer for the one we start, and the numbers would lie
+        for (host, port) in [(PG_HOST, PG_PORT), (BOUNCER_HOST, BOUNCER_PORT), ("127.0.0.1", LISTEN_PORT)] {
+            if TcpStream::connect((host, port)).is_ok() {
+                bail!("{host}:{port} is already in use: stop what listens there");
+            }
+        }
         let dir = std::env::temp_dir().join(format!("hoop-bench-pg-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -149,7 +154,7 @@ impl World {
 
     fn start_hoopd(&mut self) -> Result<()> {
         let config = format!(
-            "[listen]\naddress = \"{LISTEN}\"\naddress6 = \"{LISTEN6}\"\n[intercept]\ncgroup = \"{}\"\n\
+            "[listen]\naddress = \"127.0.0.1:{LISTEN_PORT}\"\naddress6 = \"[::1]:{LISTEN_PORT}\"\n[intercept]\ncgroup = \"{}\"\n\
              pin_dir = \"{PIN_DIR}\"\nnft_table = \"{NFT_TABLE}\"\n[state]\ndir = \"{}\"\n[[target]]\n\
              name = \"pg\"\nprotocol = \"postgres\"\ncidrs = [\"{PG_HOST}/32\"]\nports = [{PG_PORT}]\n\
              upstream_ca = \"{}\"\ndeny_statements = [\"drop\", \"truncate\"]\n",
@@ -173,7 +178,7 @@ impl World {
         let child = self.hoopd.insert(child);
         let links = Path::new(PIN_DIR).join("links");
         wait_ready("hoopd", child, &log, || {
-            std::fs::read_dir(&links).is_ok_and(|d| d.count() == 5) && TcpStream::connect(LISTEN).is_ok()
+            std::fs::read_dir(&links).is_ok_and(|d| d.count() == 5) && TcpStream::connect(("127.0.0.1", LISTEN_PORT)).is_ok()
         })
     }
 

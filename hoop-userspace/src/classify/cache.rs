@@ -1,22 +1,24 @@
 //! Memoized classification in two tiers: by exact SQL text, then by
 //! literal-free template.
 //!
-//! Why exact text first and not `pg_query::fingerprint`: fingerprinting costs a
+//! Why exact text and not `pg_query::fingerprint`: fingerprinting costs a
 //! full parse (so it saves little), and by design it ignores schema names and
 //! constants, which would hand `secret.users` the classification of
 //! `public.users`. Exact text is always correct, and it is what repeats with
 //! prepared statements, ORM-generated queries, pgbench `-M prepared`/`extended`.
 //!
 //! Why a template tier: simple-protocol clients inline literals, so their
-//! texts never repeat. On an exact miss, a text that [`template::normalize`]
-//! accepts (one DML statement, every literal lexed with certainty) is looked
-//! up by its key, where literals are replaced by their token class. A new
+//! texts never repeat. A text that [`template::normalize`] accepts (one DML
+//! statement, every literal lexed with certainty) is looked up by its key,
+//! where literals are replaced by their token class; it skips the exact tier,
+//! so each text is hashed once and one-off texts do not churn it. A new
 //! template is stored only after the original text's parse tree confirms the
 //! template module's premise (each literal is a plain constant), else it is
 //! remembered as refused and its texts use the exact tier. The module doc of
 //! `template.rs` argues why a template hit equals `classify(text)`; debug
-//! builds check it on every hit. Texts with no literal skip the template tier:
-//! the exact tier serves them without re-lexing.
+//! builds check it on every hit. Texts with a `$` (prepared statements'
+//! parameters) go straight to the exact tier, texts without literals after
+//! the lexer's scan.
 //!
 //! Why quick_cache's S3-FIFO-style eviction and not plain LRU: one-off texts
 //! would flush an LRU's hot set; S3-FIFO admits new keys to a small
@@ -35,9 +37,9 @@ use quick_cache::{OptionsBuilder, Weighter};
 use super::template::{self, Template};
 use super::{Classification, Span, StatementKind, classify_shared, classify_with_consts};
 
-/// Hit/miss counters and occupancy of a [`ClassifyCache`]. Every cached text
-/// is looked up in the exact tier (`hits` + `misses`); exact misses that have
-/// a template go on to the template tier.
+/// Hit/miss counters and occupancy of a [`ClassifyCache`]. A text with a
+/// template is looked up in the template tier; every other text, and texts
+/// whose template was refused, in the exact tier (`hits` + `misses`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStats {
     pub hits: u64,
@@ -184,14 +186,18 @@ impl ClassifyCache {
             bump(&c.uncached);
             return classify_shared(sql);
         }
+        // `$` (parameters, dollar quotes) is never in a template: a fast
+        // reject that keeps prepared statements' texts from being lexed.
+        if !sql.contains('$')
+            && let Some(result) = KEY.with_borrow_mut(|key| self.by_template(sql, key))
+        {
+            return result;
+        }
         if let Some(hit) = self.exact.get(sql) {
             bump(&c.hits);
             return hit.result;
         }
         bump(&c.misses);
-        if let Some(result) = KEY.with_borrow_mut(|key| self.by_template(sql, key)) {
-            return result;
-        }
         let result = classify_shared(sql);
         self.exact.insert(sql.into(), Entry::new(&result));
         result
