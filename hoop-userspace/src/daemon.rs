@@ -31,6 +31,8 @@ pub enum DaemonError {
     Intercept(#[from] intercept::InterceptError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error("control socket {path}: {source}")]
+    Control { path: PathBuf, source: std::io::Error },
     #[error("audit trail: {0}")]
     Audit(#[from] crate::audit::AuditError),
     #[error("signal handler: {0}")]
@@ -54,6 +56,9 @@ pub async fn run(mut cfg: Config, config_path: Option<PathBuf>, origin: String) 
     apply_guard(&cfg, intercept.scope(), &set)?;
     let node = Arc::new(Node {
         audit: audit.clone(),
+        sessions: Default::default(),
+        agent_cgroups: Default::default(),
+        bus: Arc::new(tokio::sync::broadcast::channel(1024).0),
         intercept,
         pg: Arc::new(PgContext::new(ca, cfg.intercept.mark)),
         targets: RwLock::new(Arc::new(set)),
@@ -63,6 +68,8 @@ pub async fn run(mut cfg: Config, config_path: Option<PathBuf>, origin: String) 
     for l in listeners {
         tokio::spawn(proxy::serve(l, node.clone()));
     }
+    let control = crate::control::bind(&cfg.control)?;
+    tokio::spawn(crate::control::serve(control, node.clone(), cfg.control.clone()));
     let addrs: Vec<String> = cfg.listen_addrs().iter().map(ToString::to_string).collect();
     tracing::info!(config = %origin, listen = ?addrs, targets = cfg.targets.len(), "hoopd ready");
 
@@ -151,11 +158,18 @@ fn reload(old: &Config, path: Option<&std::path::Path>) -> Option<Config> {
             return None;
         }
     };
-    if new.listen != old.listen || new.intercept != old.intercept || new.state != old.state {
-        tracing::warn!("listen, intercept and state changes take effect at the next restart");
+    if new.listen != old.listen
+        || new.intercept != old.intercept
+        || new.state != old.state
+        || new.control != old.control
+        || new.audit != old.audit
+    {
+        tracing::warn!("listen, intercept, state, control and audit changes take effect at the next restart");
         new.listen = old.listen.clone();
         new.intercept = old.intercept.clone();
         new.state = old.state.clone();
+        new.control = old.control.clone();
+        new.audit = old.audit.clone();
     }
     tracing::info!(targets = new.targets.len(), "configuration reloaded");
     intercept::report_pending_wildcards(&new);

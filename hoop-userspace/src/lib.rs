@@ -8,6 +8,7 @@ pub mod wire;
 pub mod classify;
 pub mod policy;
 pub mod audit;
+pub mod control;
 pub mod proxy;
 pub mod session;
 pub mod config;

@@ -38,11 +38,36 @@ pub struct Session {
     pub bytes_up: AtomicU64,
     /// Upstream → client bytes.
     pub bytes_down: AtomicU64,
+    /// Requests (statements) seen.
+    pub statements: AtomicU64,
+    /// Set by the protocol once known (database and user for SQL), plus recent statements.
+    pub details: std::sync::Mutex<Details>,
+    /// `hoopctl kill`: the session ends at once.
+    pub kill: tokio::sync::Notify,
+    /// Live events for `hoopctl sessions --watch`/control `watch` subscribers.
+    pub bus: Bus,
+}
+
+/// Where live events go (a broadcast channel; sending costs nothing without subscribers).
+pub type Bus = Arc<tokio::sync::broadcast::Sender<Arc<str>>>;
+
+/// How many recent statements `hoopctl session show` keeps per session.
+const RECENT: usize = 100;
+
+#[derive(Default)]
+pub struct Details {
+    pub database: Option<String>,
+    pub user: Option<String>,
+    pub recent: std::collections::VecDeque<serde_json::Value>,
 }
 
 impl Session {
-    pub fn new(target: Arc<TargetInfo>, client: SocketAddr, orig_dst: SocketAddr, process: ProcessFacts) -> Self {
+    pub fn new(target: Arc<TargetInfo>, client: SocketAddr, orig_dst: SocketAddr, process: ProcessFacts, bus: Bus) -> Self {
         Self {
+            statements: AtomicU64::new(0),
+            details: Default::default(),
+            kill: tokio::sync::Notify::new(),
+            bus,
             id: uuid::Uuid::now_v7(),
             target,
             client,
@@ -61,6 +86,46 @@ impl Session {
 
     pub fn add_down(&self, n: u64) {
         self.bytes_down.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Publishes a live event (only serialized when someone listens).
+    pub fn publish(&self, event: impl FnOnce() -> serde_json::Value) {
+        if self.bus.receiver_count() > 0 {
+            let _ = self.bus.send(event().to_string().into());
+        }
+    }
+
+    /// Records a finished statement for `hoopctl session show` and live watchers.
+    pub fn record_statement(&self, summary: serde_json::Value) {
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        self.publish(|| serde_json::json!({"event": "statement", "session": self.id.to_string(), "statement": summary.clone()}));
+        let mut d = self.details.lock().unwrap();
+        if d.recent.len() == RECENT {
+            d.recent.pop_front();
+        }
+        d.recent.push_back(summary);
+    }
+
+    /// The operator's view of the session (`hoopctl sessions --json`).
+    pub fn snapshot(&self) -> serde_json::Value {
+        let p = &self.process;
+        let d = self.details.lock().unwrap();
+        serde_json::json!({
+            "id": self.id.to_string(),
+            "state": "active",
+            "target": self.target.config.name,
+            "protocol": self.target.config.protocol.as_str(),
+            "identity": {"kind": "anonymous", "reason": "workload identity not resolved yet"},
+            "process": {"pid": p.pid, "exe": p.exe, "cgroup": p.cgroup, "uid": p.uid},
+            "client": self.client.to_string(),
+            "orig_dst": self.orig_dst.to_string(),
+            "database": d.database,
+            "user": d.user,
+            "statements": self.statements.load(Ordering::Relaxed),
+            "bytes_in": self.bytes_up.load(Ordering::Relaxed),
+            "bytes_out": self.bytes_down.load(Ordering::Relaxed),
+            "age_s": self.started.elapsed().as_secs(),
+        })
     }
 
     /// The audit record of the session's start: who and where (identity and process facts).

@@ -155,13 +155,19 @@ impl Env {
         format!(
             "[listen]\naddress = \"127.0.0.1:{p}\"\naddress6 = \"[::1]:{p}\"\n\
              [intercept]\ncgroup = \"{cg}\"\npin_dir = \"{pins}\"\nnft_table = \"{t}\"\n\
-             [state]\ndir = \"{state}\"\n{targets}",
+             [state]\ndir = \"{state}\"\n[control]\nsocket = \"{sock}\"\n{targets}",
             p = self.listen_port,
             cg = self.cgroup.path.display(),
             pins = self.pin_dir(),
             t = self.nft_table(),
             state = self.dir.join("state").display(),
+            sock = self.socket().display(),
         )
+    }
+
+    /// This env's control socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
     }
 
     pub fn write_config(&self, text: &str) -> PathBuf {

@@ -43,6 +43,8 @@ pub struct Config {
     pub state: State,
     #[serde(default)]
     pub proxy: Proxy,
+    #[serde(default)]
+    pub control: Control,
     /// `[audit]`: the audit trail (see `audit::AuditConfig` for every key and default).
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
@@ -106,6 +108,22 @@ pub struct State {
 impl Default for State {
     fn default() -> Self {
         Self { dir: PathBuf::from("/var/lib/hoop") }
+    }
+}
+
+/// `[control]`: the operator API (hoopctl).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Control {
+    /// Unix socket; default `/run/hoop/control.sock` (mode 0660, group `operators_group`).
+    pub socket: PathBuf,
+    /// Group whose members (besides root) may operate; default `hoop-operators`.
+    pub operators_group: String,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self { socket: PathBuf::from("/run/hoop/control.sock"), operators_group: "hoop-operators".into() }
     }
 }
 
@@ -246,6 +264,9 @@ impl Config {
             if !cg.is_absolute() {
                 return Err(("intercept.cgroup".into(), "must be an absolute path".into()));
             }
+        }
+        if !self.control.socket.is_absolute() {
+            return Err(("control.socket".into(), "must be an absolute path".into()));
         }
         if !self.state.dir.is_absolute() {
             return Err(("state.dir".into(), "must be an absolute path".into()));

@@ -26,6 +26,12 @@ use crate::{
 /// What every connection handler shares; the target set is swapped on reload.
 pub struct Node {
     pub audit: crate::audit::AuditLog,
+    /// Live sessions, for the control API.
+    pub sessions: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Arc<Session>>>,
+    /// cgroups (as /proc paths) that opened intercepted sessions: their processes are agents and
+    /// never operators on the control socket.
+    pub agent_cgroups: std::sync::Mutex<std::collections::HashSet<String>>,
+    pub bus: crate::session::Bus,
     pub intercept: Intercept,
     pub pg: Arc<postgres::PgContext>,
     pub targets: RwLock<Arc<TargetSet>>,
@@ -75,7 +81,10 @@ async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
         return;
     };
     let process = ProcessFacts::read(&orig);
-    let session = Arc::new(Session::new(target, peer, dst, process));
+    if let Some(cg) = &process.cgroup {
+        node.agent_cgroups.lock().unwrap().insert(cg.clone());
+    }
+    let session = Arc::new(Session::new(target, peer, dst, process, node.bus.clone()));
     let span = tracing::info_span!(
         "session",
         session.id = %session.id,
@@ -90,7 +99,14 @@ async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
             tracing::error!(error = %e, "audit trail unavailable; connection refused");
             return;
         }
-        let result = dispatch(&node, &session, stream).await;
+        node.sessions.lock().unwrap().insert(session.id, session.clone());
+        session.publish(|| serde_json::json!({"event": "session_start", "session": session.snapshot()}));
+        let result = tokio::select! {
+            r = dispatch(&node, &session, stream) => r,
+            _ = session.kill.notified() => Err(SessionError::Killed),
+        };
+        node.sessions.lock().unwrap().remove(&session.id);
+        session.publish(|| serde_json::json!({"event": "session_end", "session": session.snapshot()}));
         let (outcome, error) = match &result {
             Ok(()) => ("closed", None),
             Err(e) => ("error", Some(e.to_string())),
@@ -112,6 +128,8 @@ pub enum SessionError {
     Relay(std::io::Error),
     #[error("protocol {0} is not supported by this hoopd yet; connection refused")]
     Unsupported(&'static str),
+    #[error("killed by an operator")]
+    Killed,
     #[error("postgres: {0}")]
     Postgres(#[from] postgres::PgError),
 }

@@ -1,11 +1,16 @@
 //! `hoopctl`: the operator CLI of hoop node. One file per subcommand.
 
+mod approvals;
 mod audit;
+mod kill;
+mod session;
+mod sessions;
+mod watch;
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use hoop_userspace::config::Config;
+use hoop_userspace::{config::Config, control::client::Client};
 
 #[derive(Parser)]
 #[command(name = "hoopctl", version, about = "Operate a hoop node")]
@@ -14,12 +19,31 @@ struct Cli {
     /// the embedded default]
     #[arg(long, global = true, env = "HOOP_CONFIG")]
     config: Option<PathBuf>,
+    /// hoopd's control socket [default: `[control] socket` of the configuration]
+    #[arg(long, global = true, env = "HOOP_SOCKET")]
+    socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Live sessions (table, or --json; --watch refreshes)
+    Sessions(sessions::Args),
+    /// One session
+    #[command(subcommand)]
+    Session(session::Cmd),
+    /// End a live session
+    Kill { id: String },
+    /// Requests waiting for approval
+    Approvals {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stream live events as JSON lines
+    Watch,
+    /// Ask hoopd to reload its configuration (as SIGHUP does)
+    Reload,
     /// The audit trail: verify, tail, export, prove (work on the directory; no daemon needed)
     Audit(audit::Args),
 }
@@ -27,8 +51,21 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = || Config::load(cli.config.as_deref()).map(|(c, _)| c);
+    let socket = || -> Result<PathBuf, String> {
+        match &cli.socket {
+            Some(s) => Ok(s.clone()),
+            None => config().map(|c| c.control.socket).map_err(|e| e.to_string()),
+        }
+    };
+    let connect = || socket().and_then(|s| Client::connect(&s));
     let result = match &cli.command {
         Command::Audit(args) => audit::run(args, config),
+        Command::Sessions(args) => connect().and_then(|mut c| sessions::run(args, &mut c)),
+        Command::Session(cmd) => connect().and_then(|mut c| session::run(cmd, &mut c)),
+        Command::Kill { id } => connect().and_then(|mut c| kill::run(id, &mut c)),
+        Command::Approvals { json } => connect().and_then(|mut c| approvals::run(*json, &mut c)),
+        Command::Watch => connect().and_then(|mut c| watch::run(&mut c)),
+        Command::Reload => connect().and_then(|mut c| c.call(&hoop_userspace::control::Request::Reload).map(|_| ExitCode::SUCCESS)),
     };
     match result {
         Ok(code) => code,

@@ -89,6 +89,11 @@ pub async fn run(
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let user = param("user");
     let who = Who { database: param("database").or(user), user };
+    {
+        let mut d = session.details.lock().unwrap();
+        d.database = who.database.map(str::to_string);
+        d.user = who.user.map(str::to_string);
+    }
     // `_cancel` (not `_`) keeps the cancel key registered until the session ends
     let Authed { client, server, client_buf, server_buf, cancel_guard: _cancel } = authed;
     let (crd, cwr) = tokio::io::split(client);

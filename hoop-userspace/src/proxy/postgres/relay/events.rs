@@ -101,6 +101,16 @@ impl Pending {
         if let Err(e) = cx.audit.append_written("pg.response", &rec) {
             tracing::error!(error = %e, "audit trail: cannot record a response");
         }
+        let c = self.statement();
+        cx.session.record_statement(json!({
+            "kind": c.map_or("unknown", |c| c.kind.as_str()),
+            "decision": self.decision.action.as_str(),
+            "rule": self.decision.rule,
+            "outcome": name,
+            "detail": detail,
+            "rows": self.rows,
+            "request": self.request_seq,
+        }));
         self.emit(cx, name, detail);
     }
 
