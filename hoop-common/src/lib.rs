@@ -143,7 +143,9 @@ const _: () = assert!(size_of::<ClientKey>() == 20);
 
 /// `::ffff:a.b.c.d` for an IPv4 address given as network-order bytes.
 pub const fn v4_mapped(v4: [u8; 4]) -> [u8; 16] {
-    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3]]
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3],
+    ]
 }
 
 /// The IPv4 address inside a v4-mapped IPv6 address, if it is one.

@@ -145,7 +145,13 @@ fn try_connect4(ctx: &SockAddrContext) -> Result<i32, i32> {
     }
     let ip = sa.user_ip4.to_ne_bytes(); // already network order in memory
     let port_be = sa.user_port as u16; // low 16 bits hold the network-order port
-    let key = Key::new(lpm_prefix_len(32), TargetV4 { port_be: port_be.to_ne_bytes(), addr: ip });
+    let key = Key::new(
+        lpm_prefix_len(32),
+        TargetV4 {
+            port_be: port_be.to_ne_bytes(),
+            addr: ip,
+        },
+    );
     let target = TARGETS_V4.get(&key).ok_or(ALLOW)?;
     let orig = caller(cfg, v4_mapped(ip), port_be, AF_INET, target.target_id);
     if !record(ctx, &orig) {
@@ -156,7 +162,13 @@ fn try_connect4(ctx: &SockAddrContext) -> Result<i32, i32> {
     sa.user_ip4 = u32::from_ne_bytes(cfg.listen_v4);
     sa.user_port = cfg.listen_v4_port_be as u32;
     count(stats::REDIRECTED);
-    debug!(ctx, "connect4: tgid {} {:i}:{} redirected", orig.tgid, u32::from_be_bytes(ip), u16::from_be(port_be));
+    debug!(
+        ctx,
+        "connect4: tgid {} {:i}:{} redirected",
+        orig.tgid,
+        u32::from_be_bytes(ip),
+        u16::from_be(port_be)
+    );
     Ok(ALLOW)
 }
 
@@ -169,9 +181,15 @@ pub fn hoop_connect6(ctx: SockAddrContext) -> i32 {
 
 #[inline(always)]
 fn ip6_bytes(w: &[u32; 4]) -> [u8; 16] {
-    let (a, b, c, d) = (w[0].to_ne_bytes(), w[1].to_ne_bytes(), w[2].to_ne_bytes(), w[3].to_ne_bytes());
+    let (a, b, c, d) = (
+        w[0].to_ne_bytes(),
+        w[1].to_ne_bytes(),
+        w[2].to_ne_bytes(),
+        w[3].to_ne_bytes(),
+    );
     [
-        a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3], d[0], d[1], d[2], d[3],
+        a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3], d[0], d[1], d[2],
+        d[3],
     ]
 }
 
@@ -197,11 +215,26 @@ fn try_connect6(ctx: &SockAddrContext) -> Result<i32, i32> {
     // the IPv4 targets and send it to the IPv4 listener (v4-mapped), which that socket can reach.
     let (target, to) = match v4_unmapped(&ip) {
         Some(v4) => {
-            let key = Key::new(lpm_prefix_len(32), TargetV4 { port_be: port_be.to_ne_bytes(), addr: v4 });
-            (TARGETS_V4.get(&key).ok_or(ALLOW)?, (v4_mapped(cfg.listen_v4), cfg.listen_v4_port_be))
+            let key = Key::new(
+                lpm_prefix_len(32),
+                TargetV4 {
+                    port_be: port_be.to_ne_bytes(),
+                    addr: v4,
+                },
+            );
+            (
+                TARGETS_V4.get(&key).ok_or(ALLOW)?,
+                (v4_mapped(cfg.listen_v4), cfg.listen_v4_port_be),
+            )
         }
         None => {
-            let key = Key::new(lpm_prefix_len(128), TargetV6 { port_be: port_be.to_ne_bytes(), addr: ip });
+            let key = Key::new(
+                lpm_prefix_len(128),
+                TargetV6 {
+                    port_be: port_be.to_ne_bytes(),
+                    addr: ip,
+                },
+            );
             let t = TARGETS_V6.get(&key).ok_or(ALLOW)?;
             if cfg.listen_v6 == [0; 16] {
                 (t, (v4_mapped(cfg.listen_v4), cfg.listen_v4_port_be))
@@ -217,7 +250,12 @@ fn try_connect6(ctx: &SockAddrContext) -> Result<i32, i32> {
     sa.user_ip6 = ip6_words(&to.0);
     sa.user_port = to.1 as u32;
     count(stats::REDIRECTED);
-    debug!(ctx, "connect6: tgid {} port {} redirected", orig.tgid, u16::from_be(port_be));
+    debug!(
+        ctx,
+        "connect6: tgid {} port {} redirected",
+        orig.tgid,
+        u16::from_be(port_be)
+    );
     Ok(ALLOW)
 }
 
@@ -240,7 +278,11 @@ fn sock_ops_established(ctx: &SockOpsContext) {
         AF_INET6 => ip6_bytes(&local_ip6(ctx)),
         _ => return,
     };
-    let key = ClientKey { addr, port: ctx.local_port() as u16, _pad: 0 };
+    let key = ClientKey {
+        addr,
+        port: ctx.local_port() as u16,
+        _pad: 0,
+    };
     if BY_CLIENT.insert(&key, orig, 0).is_err() {
         count(stats::RECORD_FAILED);
         warn!(ctx, "sock_ops: could not record local port {}", key.port);

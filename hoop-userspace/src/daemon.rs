@@ -14,25 +14,37 @@ use tokio::{
 };
 
 use crate::{
-    config::{Config, ConfigError},
-    intercept::{self, Intercept, guard, targets::{Resolved, TargetSet}},
-    proxy::{self, Node, postgres::PgContext},
     audit::AuditLog,
+    config::{Config, ConfigError},
+    intercept::{
+        self, Intercept, guard,
+        targets::{Resolved, TargetSet},
+    },
+    proxy::{self, Node, postgres::PgContext},
     tls::NodeCa,
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("state directory {path}: {source}")]
-    State { path: PathBuf, source: std::io::Error },
+    State {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Intercept(#[from] intercept::InterceptError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     #[error("control socket {path}: {source}")]
-    Control { path: PathBuf, source: std::io::Error },
+    Control {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("audit trail: {0}")]
     Audit(#[from] crate::audit::AuditError),
     #[error("signal handler: {0}")]
@@ -40,7 +52,11 @@ pub enum DaemonError {
 }
 
 /// Runs hoopd until SIGTERM/SIGINT. The pinned redirect and the guard stay after exit.
-pub async fn run(mut cfg: Config, config_path: Option<PathBuf>, origin: String) -> Result<(), DaemonError> {
+pub async fn run(
+    mut cfg: Config,
+    config_path: Option<PathBuf>,
+    origin: String,
+) -> Result<(), DaemonError> {
     create_state_dir(&cfg)?;
     let listeners = bind(&mut cfg).await?;
     intercept::report_pending_wildcards(&cfg);
@@ -51,7 +67,10 @@ pub async fn run(mut cfg: Config, config_path: Option<PathBuf>, origin: String) 
     for r in audit.recoveries() {
         tracing::warn!(recovery = ?r, "audit trail: torn tail truncated and recorded");
     }
-    audit.append("daemon.start", &serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "config": origin}))?;
+    audit.append(
+        "daemon.start",
+        &serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "config": origin}),
+    )?;
     let intercept = Intercept::start(&cfg, &set)?;
     apply_guard(&cfg, intercept.scope(), &set)?;
     let node = Arc::new(Node {
@@ -69,7 +88,11 @@ pub async fn run(mut cfg: Config, config_path: Option<PathBuf>, origin: String) 
         tokio::spawn(proxy::serve(l, node.clone()));
     }
     let control = crate::control::bind(&cfg.control)?;
-    tokio::spawn(crate::control::serve(control, node.clone(), cfg.control.clone()));
+    tokio::spawn(crate::control::serve(
+        control,
+        node.clone(),
+        cfg.control.clone(),
+    ));
     let addrs: Vec<String> = cfg.listen_addrs().iter().map(ToString::to_string).collect();
     tracing::info!(config = %origin, listen = ?addrs, targets = cfg.targets.len(), "hoopd ready");
 
@@ -104,8 +127,14 @@ pub async fn run(mut cfg: Config, config_path: Option<PathBuf>, origin: String) 
         }
     }
     let s = node.intercept.stats();
-    tracing::info!(redirected = s.redirected, "hoopd stopping; redirect and guard stay in place (fail closed)");
-    audit.append("daemon.stop", &serde_json::json!({"redirected": s.redirected}))?;
+    tracing::info!(
+        redirected = s.redirected,
+        "hoopd stopping; redirect and guard stay in place (fail closed)"
+    );
+    audit.append(
+        "daemon.stop",
+        &serde_json::json!({"redirected": s.redirected}),
+    )?;
     drop(node);
     // the last handle: a final signed checkpoint, then the log closes
     audit.close()?;
@@ -115,8 +144,15 @@ pub async fn run(mut cfg: Config, config_path: Option<PathBuf>, origin: String) 
 fn create_state_dir(cfg: &Config) -> Result<(), DaemonError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let dir = &cfg.state.dir;
-    let err = |source| DaemonError::State { path: dir.clone(), source };
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
+    let err = |source| DaemonError::State {
+        path: dir.clone(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)
 }
 
@@ -124,7 +160,11 @@ fn create_state_dir(cfg: &Config) -> Result<(), DaemonError> {
 /// warning: IPv6 connects then go to the IPv4 listener through its v4-mapped address.
 async fn bind(cfg: &mut Config) -> Result<Vec<TcpListener>, DaemonError> {
     let v4 = cfg.listen.address;
-    let mut out = vec![TcpListener::bind(v4).await.map_err(|source| DaemonError::Listen { addr: v4, source })?];
+    let mut out = vec![
+        TcpListener::bind(v4)
+            .await
+            .map_err(|source| DaemonError::Listen { addr: v4, source })?,
+    ];
     if let Some(v6) = cfg.listen.address6 {
         match TcpListener::bind(v6).await {
             Ok(l) => out.push(l),
@@ -138,12 +178,20 @@ async fn bind(cfg: &mut Config) -> Result<Vec<TcpListener>, DaemonError> {
     Ok(out)
 }
 
-fn apply_guard(cfg: &Config, scope: &intercept::CgroupScope, set: &TargetSet) -> Result<(), DaemonError> {
+fn apply_guard(
+    cfg: &Config,
+    scope: &intercept::CgroupScope,
+    set: &TargetSet,
+) -> Result<(), DaemonError> {
     if !cfg.intercept.guard {
         tracing::warn!("nftables guard disabled by configuration (intercept.guard = false)");
         return Ok(());
     }
-    let spec = guard::GuardSpec { table: &cfg.intercept.nft_table, mark: cfg.intercept.mark, scope };
+    let spec = guard::GuardSpec {
+        table: &cfg.intercept.nft_table,
+        mark: cfg.intercept.mark,
+        scope,
+    };
     guard::apply(&spec, set).map_err(|e| DaemonError::Intercept(e.into()))
 }
 
@@ -164,7 +212,9 @@ fn reload(old: &Config, path: Option<&std::path::Path>) -> Option<Config> {
         || new.control != old.control
         || new.audit != old.audit
     {
-        tracing::warn!("listen, intercept, state, control and audit changes take effect at the next restart");
+        tracing::warn!(
+            "listen, intercept, state, control and audit changes take effect at the next restart"
+        );
         new.listen = old.listen.clone();
         new.intercept = old.intercept.clone();
         new.state = old.state.clone();
@@ -182,7 +232,9 @@ fn retarget(node: &Node, cfg: &Config, resolved: &Resolved) {
     let mut set = TargetSet::build(cfg, resolved);
     set.inherit_ids(&node.targets.read().unwrap());
     match node.intercept.sync_targets(&set) {
-        Ok(conflicts) => conflicts.iter().for_each(|c| tracing::warn!(conflict = %c, "overlapping targets")),
+        Ok(conflicts) => conflicts
+            .iter()
+            .for_each(|c| tracing::warn!(conflict = %c, "overlapping targets")),
         Err(e) => tracing::error!(error = %e, "updating the target maps failed"),
     }
     if let Err(e) = apply_guard(cfg, node.intercept.scope(), &set) {
@@ -191,5 +243,8 @@ fn retarget(node: &Node, cfg: &Config, resolved: &Resolved) {
     *node.connect_timeout.write().unwrap() = Duration::from_millis(cfg.proxy.connect_timeout_ms);
     node.pg.reset_upstream_tls();
     *node.targets.write().unwrap() = Arc::new(set);
-    tracing::info!(entries = node.targets.read().unwrap().entries().len(), "targets applied");
+    tracing::info!(
+        entries = node.targets.read().unwrap().entries().len(),
+        "targets applied"
+    );
 }

@@ -1,16 +1,20 @@
 //! hoop node user space: the `hoopd` daemon and the `hoopctl` operator CLI are thin binaries
-//! over these modules, listed in data-path order.
+//! over these modules. In data-path order: `intercept` (eBPF redirect, target maps, nftables
+//! guard) → `identity` (who connected) → `tls` (node CA, verified upstreams) → `wire` (sans-IO
+//! codecs) → `proxy` (sessions per protocol) → `classify` and `policy` (the decision point) →
+//! `audit` (tamper-evident trail) → `control` (operator API); plus `session`, `config`, `daemon`,
+//! `telemetry`.
 
-pub mod intercept;
-pub mod identity;
-pub mod tls;
-pub mod wire;
-pub mod classify;
-pub mod policy;
 pub mod audit;
+pub mod classify;
+pub mod config;
 pub mod control;
+pub mod daemon;
+pub mod identity;
+pub mod intercept;
+pub mod policy;
 pub mod proxy;
 pub mod session;
-pub mod config;
-pub mod daemon;
 pub mod telemetry;
+pub mod tls;
+pub mod wire;

@@ -20,7 +20,11 @@ fn redact_cmdline(args: &[String]) -> Vec<String> {
         .map(|a| {
             let lower = a.to_ascii_lowercase();
             let uri_creds = a.contains("://") && a.contains('@');
-            if uri_creds || SECRET_WORDS.iter().any(|w| lower.contains(w)) { "[redacted]".to_string() } else { a.clone() }
+            if uri_creds || SECRET_WORDS.iter().any(|w| lower.contains(w)) {
+                "[redacted]".to_string()
+            } else {
+                a.clone()
+            }
         })
         .collect()
 }
@@ -62,7 +66,13 @@ pub struct Details {
 }
 
 impl Session {
-    pub fn new(target: Arc<TargetInfo>, client: SocketAddr, orig_dst: SocketAddr, process: ProcessFacts, bus: Bus) -> Self {
+    pub fn new(
+        target: Arc<TargetInfo>,
+        client: SocketAddr,
+        orig_dst: SocketAddr,
+        process: ProcessFacts,
+        bus: Bus,
+    ) -> Self {
         Self {
             statements: AtomicU64::new(0),
             details: Default::default(),

@@ -33,8 +33,14 @@ pub fn target_dir() -> PathBuf {
 
 /// The hoopd binary under test: `HOOPD_BIN`, else the workspace's debug build.
 pub fn hoopd_bin() -> PathBuf {
-    let p = std::env::var_os("HOOPD_BIN").map(PathBuf::from).unwrap_or_else(|| target_dir().join("debug/hoopd"));
-    assert!(p.exists(), "{} missing: run `cargo xtask build` (or set HOOPD_BIN)", p.display());
+    let p = std::env::var_os("HOOPD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug/hoopd"));
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo xtask build` (or set HOOPD_BIN)",
+        p.display()
+    );
     p
 }
 
@@ -139,7 +145,12 @@ impl Env {
         let dir = std::env::temp_dir().join(format!("hoop-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        Self { name: name.replace('-', "_"), cgroup: Cgroup::new(name), dir, listen_port }
+        Self {
+            name: name.replace('-', "_"),
+            cgroup: Cgroup::new(name),
+            dir,
+            listen_port,
+        }
     }
 
     pub fn pin_dir(&self) -> String {
@@ -177,14 +188,31 @@ impl Env {
     }
 
     /// Runs the test client in this env's cgroup; returns (success, one JSON value per line).
-    pub fn client(&self, client_bin: &str, addr: &str, msg: &str, extra: &[&str]) -> (bool, Vec<Value>) {
-        let out = self.cgroup.command(client_bin).arg(addr).arg(msg).args(extra).output().unwrap();
+    pub fn client(
+        &self,
+        client_bin: &str,
+        addr: &str,
+        msg: &str,
+        extra: &[&str],
+    ) -> (bool, Vec<Value>) {
+        let out = self
+            .cgroup
+            .command(client_bin)
+            .arg(addr)
+            .arg(msg)
+            .args(extra)
+            .output()
+            .unwrap();
         (out.status.success(), json_lines(&out.stdout))
     }
 
     /// The test client outside every test cgroup (the direct path).
     pub fn client_outside(client_bin: &str, addr: &str, msg: &str) -> (bool, Vec<Value>) {
-        let out = Command::new(client_bin).arg(addr).arg(msg).output().unwrap();
+        let out = Command::new(client_bin)
+            .arg(addr)
+            .arg(msg)
+            .output()
+            .unwrap();
         (out.status.success(), json_lines(&out.stdout))
     }
 }
@@ -194,12 +222,19 @@ impl Drop for Env {
         // a config of our own: the test may have left an invalid hoop.toml behind on purpose
         let cfg = self.dir.join("teardown.toml");
         std::fs::write(&cfg, self.config("")).unwrap();
-        let _ = Command::new(hoopd_bin()).arg("--config").arg(&cfg).arg("teardown").output();
+        let _ = Command::new(hoopd_bin())
+            .arg("--config")
+            .arg(&cfg)
+            .arg("teardown")
+            .output();
     }
 }
 
 pub fn json_lines(b: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(b).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    String::from_utf8_lossy(b)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// A running hoopd with its JSON log captured.
@@ -246,7 +281,11 @@ impl Hoopd {
     }
 
     /// Waits for a log record matching `pred`; on timeout returns the whole log as text.
-    pub fn wait_log(&mut self, pred: impl Fn(&Value) -> bool, timeout: Duration) -> Result<Value, String> {
+    pub fn wait_log(
+        &mut self,
+        pred: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Result<Value, String> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(v) = self.logs.lock().unwrap().iter().find(|v| pred(v)) {
@@ -261,11 +300,23 @@ impl Hoopd {
     }
 
     pub fn logs_matching(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
-        self.logs.lock().unwrap().iter().filter(|v| pred(v)).cloned().collect()
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| pred(v))
+            .cloned()
+            .collect()
     }
 
     pub fn log_text(&self) -> String {
-        self.logs.lock().unwrap().iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n")
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     pub fn signal(&self, sig: i32) {

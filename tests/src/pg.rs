@@ -14,7 +14,11 @@ pub const CLEAR_USER: &str = "clearuser";
 /// An Entra ID access token used as password is a long JWT; this one has that shape.
 pub fn token_password() -> String {
     let part = |n: usize, c: char| std::iter::repeat_n(c, n).collect::<String>();
-    format!("eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.{}.{}", part(1400, 'Q'), part(342, 'x'))
+    format!(
+        "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.{}.{}",
+        part(1400, 'Q'),
+        part(342, 'x')
+    )
 }
 
 pub struct Postgres {
@@ -25,7 +29,12 @@ pub struct Postgres {
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn as_postgres(bin: &str) -> Command {
@@ -52,14 +61,28 @@ impl Postgres {
         let data = dir.join("data");
         let pwfile = dir.join("pw");
         std::fs::write(&pwfile, PASSWORD).unwrap();
-        run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir));
+        run(Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir));
         run(as_postgres("initdb")
-            .args(["-D", data.to_str().unwrap(), "--auth=scram-sha-256", "-U", "postgres", "--pwfile"])
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "--auth=scram-sha-256",
+                "-U",
+                "postgres",
+                "--pwfile",
+            ])
             .arg(&pwfile)
             .arg("--no-sync"));
         make_certs(&dir, &data, host);
-        run(Command::new("chown").args(["postgres:postgres"]).arg(data.join("server.key")).arg(data.join("server.crt")));
-        run(Command::new("chmod").arg("600").arg(data.join("server.key")));
+        run(Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(data.join("server.key"))
+            .arg(data.join("server.crt")));
+        run(Command::new("chmod")
+            .arg("600")
+            .arg(data.join("server.key")));
         let conf = format!(
             "listen_addresses = '{host}'\nport = {port}\nssl = on\nfsync = off\nsynchronous_commit = off\n\
              unix_socket_directories = '{}'\nmax_connections = 300\n{extra_conf}\n",
@@ -70,10 +93,19 @@ impl Postgres {
         std::fs::write(data.join("postgresql.conf"), pg_conf).unwrap();
         let hba = data.join("pg_hba.conf");
         let default_hba = std::fs::read_to_string(&hba).unwrap();
-        let extra = format!("host all {MD5_USER} 0.0.0.0/0 md5\nhost all {CLEAR_USER} 0.0.0.0/0 password\n");
+        let extra = format!(
+            "host all {MD5_USER} 0.0.0.0/0 md5\nhost all {CLEAR_USER} 0.0.0.0/0 password\n"
+        );
         std::fs::write(&hba, format!("{extra}{default_hba}")).unwrap();
-        run(as_postgres("pg_ctl").args(["-D", data.to_str().unwrap(), "-w", "-l"]).arg(dir.join("log")).arg("start"));
-        let pg = Self { dir, host: host.to_string(), port };
+        run(as_postgres("pg_ctl")
+            .args(["-D", data.to_str().unwrap(), "-w", "-l"])
+            .arg(dir.join("log"))
+            .arg("start"));
+        let pg = Self {
+            dir,
+            host: host.to_string(),
+            port,
+        };
         pg.psql_direct(&format!(
             "SET password_encryption = 'md5'; CREATE ROLE {MD5_USER} LOGIN SUPERUSER PASSWORD '{PASSWORD}';
              CREATE ROLE {CLEAR_USER} LOGIN SUPERUSER PASSWORD '{}';",
@@ -100,13 +132,20 @@ impl Postgres {
             .env("PGPASSWORD", PASSWORD)
             .output()
             .unwrap();
-        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// A libpq connection string for `sslmode`.
     pub fn conninfo(&self, sslmode: &str) -> String {
-        format!("host={} port={} user=postgres dbname=postgres sslmode={sslmode} connect_timeout=10", self.host, self.port)
+        format!(
+            "host={} port={} user=postgres dbname=postgres sslmode={sslmode} connect_timeout=10",
+            self.host, self.port
+        )
     }
 }
 
@@ -114,18 +153,43 @@ impl Postgres {
 fn make_certs(dir: &Path, data: &Path, host: &str) {
     let ca_key = dir.join("ca.key");
     run(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=hoop-test-ca", "-keyout"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=hoop-test-ca",
+            "-keyout",
+        ])
         .arg(&ca_key)
         .arg("-out")
         .arg(dir.join("ca.crt")));
     let csr = dir.join("server.csr");
     run(Command::new("openssl")
-        .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", &format!("/CN={host}"), "-keyout"])
+        .args([
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN={host}"),
+            "-keyout",
+        ])
         .arg(data.join("server.key"))
         .arg("-out")
         .arg(&csr));
     let ext = dir.join("ext.cnf");
-    std::fs::write(&ext, format!("subjectAltName=IP:{host}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")).unwrap();
+    std::fs::write(
+        &ext,
+        format!(
+            "subjectAltName=IP:{host}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+        ),
+    )
+    .unwrap();
     run(Command::new("openssl")
         .args(["x509", "-req", "-days", "2", "-CAcreateserial", "-in"])
         .arg(&csr)
@@ -141,6 +205,14 @@ fn make_certs(dir: &Path, data: &Path, host: &str) {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let _ = as_postgres("pg_ctl").args(["-D", self.dir.join("data").to_str().unwrap(), "-m", "immediate", "stop"]).output();
+        let _ = as_postgres("pg_ctl")
+            .args([
+                "-D",
+                self.dir.join("data").to_str().unwrap(),
+                "-m",
+                "immediate",
+                "stop",
+            ])
+            .output();
     }
 }

@@ -4,7 +4,10 @@
 
 use std::{path::Path, process::Command, time::Duration};
 
-use hoop_tests::{Env, Hoopd, hoopctl_bin, is_root, pg::{self, Postgres}};
+use hoop_tests::{
+    Env, Hoopd, hoopctl_bin, is_root,
+    pg::{self, Postgres},
+};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 const HOST: &str = "127.0.0.2";
@@ -22,7 +25,10 @@ fn pg_target(pg: &Postgres) -> String {
 }
 
 fn conninfo(pg: &Postgres) -> String {
-    format!("host={HOST} port={} user=postgres dbname=postgres sslmode=require", pg.port)
+    format!(
+        "host={HOST} port={} user=postgres dbname=postgres sslmode=require",
+        pg.port
+    )
 }
 
 /// `hoopctl audit verify --dir DIR [--key K]`: (exit code, stdout).
@@ -33,24 +39,41 @@ fn verify(dir: &Path, key: Option<&Path>) -> (i32, String) {
         c.arg("--key").arg(k);
     }
     let out = c.output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 /// A copy of the state dir's audit trail (with the public key beside it, as hoopd lays it out).
 fn copy_trail(state: &Path, to: &Path) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(to);
     std::fs::create_dir_all(to).unwrap();
-    let status = Command::new("cp").arg("-a").arg(state.join("audit")).arg(state.join("audit.key.pub")).arg(to).status().unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(state.join("audit"))
+        .arg(state.join("audit.key.pub"))
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(status.success());
     to.join("audit")
 }
 
 fn segment(dir: &Path) -> std::path::PathBuf {
-    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.to_string_lossy().contains("seg-")).unwrap()
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("seg-"))
+        .unwrap()
 }
 
 fn lines(p: &Path) -> Vec<String> {
-    std::fs::read_to_string(p).unwrap().lines().map(str::to_string).collect()
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 fn write_lines(p: &Path, l: &[String]) {
@@ -69,19 +92,34 @@ fn tampering_is_detected(pg: &Postgres) -> Result<(), Failed> {
         .args(["-XAtc", "SELECT 1", "-c", "SELECT 2", "-c", "SELECT 3"])
         .env("PGPASSWORD", pg::PASSWORD)
         .output()?;
-    check(psql.status.success(), || String::from_utf8_lossy(&psql.stderr).into_owned())?;
+    check(psql.status.success(), || {
+        String::from_utf8_lossy(&psql.stderr).into_owned()
+    })?;
     h.signal(libc::SIGTERM);
-    check(h.wait_exit(Duration::from_secs(10)) == Some(0), || h.log_text())?;
+    check(h.wait_exit(Duration::from_secs(10)) == Some(0), || {
+        h.log_text()
+    })?;
     let state = env.dir.join("state");
     let (code, out) = verify(&state.join("audit"), None);
-    check(code == 0 && out.starts_with("ok:"), || format!("untampered trail: {out}"))?;
+    check(code == 0 && out.starts_with("ok:"), || {
+        format!("untampered trail: {out}")
+    })?;
     let kinds: Vec<String> = lines(&segment(&state.join("audit")))
         .iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .map(|v| v["kind"].as_str().unwrap_or("").to_string())
         .collect();
-    for k in ["daemon.start", "session.start", "pg.request", "pg.response", "session.end", "daemon.stop"] {
-        check(kinds.iter().any(|x| x == k), || format!("no {k} record in {kinds:?}"))?;
+    for k in [
+        "daemon.start",
+        "session.start",
+        "pg.request",
+        "pg.response",
+        "session.end",
+        "daemon.stop",
+    ] {
+        check(kinds.iter().any(|x| x == k), || {
+            format!("no {k} record in {kinds:?}")
+        })?;
     }
 
     let work = env.dir.join("tamper");
@@ -118,24 +156,42 @@ fn tampering_is_detected(pg: &Postgres) -> Result<(), Failed> {
         tamper(&seg);
         let (code, out) = verify(&dir, None);
         let name = seg.file_name().unwrap().to_string_lossy().into_owned();
-        check(code == 1 && out.contains("FAILED") && (out.contains(&name) || out.contains("checkpoint")), || format!("{what}: exit {code}: {out}"))?;
+        check(
+            code == 1
+                && out.contains("FAILED")
+                && (out.contains(&name) || out.contains("checkpoint")),
+            || format!("{what}: exit {code}: {out}"),
+        )?;
     }
     // a foreign key: the trail does not verify against another node's key
     let other = env.dir.join("other");
     std::fs::create_dir_all(&other)?;
     let foreign = hoop_userspace_key(&other);
     let (code, out) = verify(&state.join("audit"), Some(&foreign));
-    check(code == 1 && out.contains("FAILED"), || format!("foreign key accepted: {out}"))?;
+    check(code == 1 && out.contains("FAILED"), || {
+        format!("foreign key accepted: {out}")
+    })?;
     // an inclusion proof for a record verifies against the signed checkpoint
-    let proof = Command::new(hoopctl_bin()).args(["audit", "prove", "3", "--dir"]).arg(state.join("audit")).output()?;
+    let proof = Command::new(hoopctl_bin())
+        .args(["audit", "prove", "3", "--dir"])
+        .arg(state.join("audit"))
+        .output()?;
     let v: serde_json::Value = serde_json::from_slice(&proof.stdout).unwrap_or_default();
-    check(proof.status.success() && v["verified_with_node_key"] == true, || String::from_utf8_lossy(&proof.stderr).into_owned())
+    check(
+        proof.status.success() && v["verified_with_node_key"] == true,
+        || String::from_utf8_lossy(&proof.stderr).into_owned(),
+    )
 }
 
 /// Another node's public key: run a hoopd with another state dir just long enough to create it.
 fn hoop_userspace_key(dir: &Path) -> std::path::PathBuf {
     let env = Env::new("audit-other", 19203);
-    let cfg = env.write_config(&format!("{}\n[audit]\ndir = \"{}/audit\"\nkey_path = \"{}/audit.key\"\n", env.config(""), dir.display(), dir.display()));
+    let cfg = env.write_config(&format!(
+        "{}\n[audit]\ndir = \"{}/audit\"\nkey_path = \"{}/audit.key\"\n",
+        env.config(""),
+        dir.display(),
+        dir.display()
+    ));
     drop(Hoopd::start(&cfg, None));
     dir.join("audit.key.pub")
 }
@@ -143,9 +199,20 @@ fn hoop_userspace_key(dir: &Path) -> std::path::PathBuf {
 /// kill -9 under pgbench load, restart: the trail verifies (the torn tail is recorded) and every
 /// statement PostgreSQL logged as executed has its request record.
 fn kill9_loses_no_executed_statement(_: &Postgres) -> Result<(), Failed> {
-    let pg = Postgres::start_with("audit-kill", HOST, 17301, "log_statement = 'all'\nlog_line_prefix = '%a|'\n");
-    let init = Command::new("pgbench").args(["-i", "-q", "-s", "1"]).arg(conninfo(&pg)).env("PGPASSWORD", pg::PASSWORD).output()?;
-    check(init.status.success(), || String::from_utf8_lossy(&init.stderr).into_owned())?;
+    let pg = Postgres::start_with(
+        "audit-kill",
+        HOST,
+        17301,
+        "log_statement = 'all'\nlog_line_prefix = '%a|'\n",
+    );
+    let init = Command::new("pgbench")
+        .args(["-i", "-q", "-s", "1"])
+        .arg(conninfo(&pg))
+        .env("PGPASSWORD", pg::PASSWORD)
+        .output()?;
+    check(init.status.success(), || {
+        String::from_utf8_lossy(&init.stderr).into_owned()
+    })?;
     let env = Env::new("audit-kill", 19202);
     let cfg = env.write_config(&env.config(&pg_target(&pg)));
     let mut h = Hoopd::start(&cfg, None);
@@ -164,16 +231,23 @@ fn kill9_loses_no_executed_statement(_: &Postgres) -> Result<(), Failed> {
     let _ = bench.wait();
     let mut h2 = Hoopd::start(&cfg, None);
     h2.signal(libc::SIGTERM); // a clean stop: final checkpoint
-    check(h2.wait_exit(Duration::from_secs(10)) == Some(0), || h2.log_text())?;
+    check(h2.wait_exit(Duration::from_secs(10)) == Some(0), || {
+        h2.log_text()
+    })?;
     let state = env.dir.join("state");
     let (code, out) = verify(&state.join("audit"), None);
     check(code == 0, || format!("after kill -9: {out}"))?;
     let executed: Vec<String> = std::fs::read_to_string(pg.log_path())?
         .lines()
         .filter_map(|l| l.split_once("hoopkill|").map(|(_, rest)| rest.to_string()))
-        .filter_map(|l| l.split_once("LOG:  statement: ").map(|(_, s)| s.to_string()))
+        .filter_map(|l| {
+            l.split_once("LOG:  statement: ")
+                .map(|(_, s)| s.to_string())
+        })
         .collect();
-    check(executed.len() > 100, || format!("only {} statements ran", executed.len()))?;
+    check(executed.len() > 100, || {
+        format!("only {} statements ran", executed.len())
+    })?;
     let mut recorded = std::collections::HashSet::new();
     for l in lines(&segment(&state.join("audit"))) {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l) {
@@ -183,8 +257,18 @@ fn kill9_loses_no_executed_statement(_: &Postgres) -> Result<(), Failed> {
         }
     }
     use sha2::Digest;
-    let missing: Vec<&String> = executed.iter().filter(|s| !recorded.contains(&hex(&sha2::Sha256::digest(s.as_bytes())))).collect();
-    check(missing.is_empty(), || format!("{} of {} executed statements have no record, e.g. {:?}", missing.len(), executed.len(), missing.first()))
+    let missing: Vec<&String> = executed
+        .iter()
+        .filter(|s| !recorded.contains(&hex(&sha2::Sha256::digest(s.as_bytes()))))
+        .collect();
+    check(missing.is_empty(), || {
+        format!(
+            "{} of {} executed statements have no record, e.g. {:?}",
+            missing.len(),
+            executed.len(),
+            missing.first()
+        )
+    })
 }
 
 fn hex(b: &[u8]) -> String {
@@ -198,14 +282,21 @@ fn main() {
         eprintln!("HOOP_REQUIRE_ROOT=1 but not running as root");
         std::process::exit(1);
     }
-    let pg = (root && !args.list).then(|| std::sync::Arc::new(Postgres::start("audit", HOST, 17300)));
-    let tests: [(&str, fn(&Postgres) -> Result<(), Failed>); 2] =
-        [("tampering_is_detected", tampering_is_detected), ("kill9_loses_no_executed_statement", kill9_loses_no_executed_statement)];
+    let pg =
+        (root && !args.list).then(|| std::sync::Arc::new(Postgres::start("audit", HOST, 17300)));
+    let tests: [(&str, fn(&Postgres) -> Result<(), Failed>); 2] = [
+        ("tampering_is_detected", tampering_is_detected),
+        (
+            "kill9_loses_no_executed_statement",
+            kill9_loses_no_executed_statement,
+        ),
+    ];
     let trials = tests
         .into_iter()
         .map(|(name, f)| {
             let pg = pg.clone();
-            Trial::test(name, move || f(pg.as_deref().expect("server started"))).with_ignored_flag(!root)
+            Trial::test(name, move || f(pg.as_deref().expect("server started")))
+                .with_ignored_flag(!root)
         })
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);

@@ -19,14 +19,25 @@ fn check(cond: bool, msg: impl FnOnce() -> String) -> Result<(), Failed> {
 }
 
 fn hoopctl(env: &Env, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(hoopctl_bin()).arg("--socket").arg(env.socket()).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(hoopctl_bin())
+        .arg("--socket")
+        .arg(env.socket())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn echo_env(name: &str, port: u16, target_port: u16) -> (Env, Echo, Hoopd) {
     let env = Env::new(name, port);
     let echo = Echo::start(&format!("127.0.0.2:{target_port}"));
-    let t = format!("[[target]]\nname = \"echo\"\nprotocol = \"tcp\"\ncidrs = [\"127.0.0.2/32\"]\nports = [{target_port}]\n");
+    let t = format!(
+        "[[target]]\nname = \"echo\"\nprotocol = \"tcp\"\ncidrs = [\"127.0.0.2/32\"]\nports = [{target_port}]\n"
+    );
     let cfg = env.write_config(&env.config(&t));
     let h = Hoopd::start(&cfg, None);
     (env, echo, h)
@@ -36,24 +47,62 @@ fn echo_env(name: &str, port: u16, target_port: u16) -> (Env, Echo, Hoopd) {
 /// `kill` ends it.
 fn sessions_watch_and_kill() -> Result<(), Failed> {
     let (env, _echo, mut h) = echo_env("ctl-sessions", 19301, 17401);
-    let mut watch = Command::new(hoopctl_bin()).arg("--socket").arg(env.socket()).arg("watch").stdout(Stdio::piped()).spawn()?;
+    let mut watch = Command::new(hoopctl_bin())
+        .arg("--socket")
+        .arg(env.socket())
+        .arg("watch")
+        .stdout(Stdio::piped())
+        .spawn()?;
     let mut watch_out = std::io::BufReader::new(watch.stdout.take().unwrap());
-    let mut held = env.cgroup.command(CLIENT).args(["127.0.0.2:17401", "held", "--wait-stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+    let mut held = env
+        .cgroup
+        .command(CLIENT)
+        .args(["127.0.0.2:17401", "held", "--wait-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
     let mut first = String::new();
     std::io::BufReader::new(held.stdout.as_mut().unwrap()).read_line(&mut first)?;
-    h.wait_log(|v| v["message"] == "session started", Duration::from_secs(3))?;
+    h.wait_log(
+        |v| v["message"] == "session started",
+        Duration::from_secs(3),
+    )?;
     let (code, out, err) = hoopctl(&env, &["sessions", "--json"]);
     let list: Value = serde_json::from_str(&out).unwrap_or_default();
-    check(code == 0 && list.as_array().is_some_and(|a| a.len() == 1), || format!("{code} {out} {err}"))?;
+    check(
+        code == 0 && list.as_array().is_some_and(|a| a.len() == 1),
+        || format!("{code} {out} {err}"),
+    )?;
     let s = &list[0];
-    for k in ["id", "state", "target", "protocol", "identity", "process", "statements", "bytes_in", "bytes_out"] {
+    for k in [
+        "id",
+        "state",
+        "target",
+        "protocol",
+        "identity",
+        "process",
+        "statements",
+        "bytes_in",
+        "bytes_out",
+    ] {
         check(!s[k].is_null(), || format!("missing {k} in {s}"))?;
     }
-    check(s["process"]["pid"] == held.id() && s["target"] == "echo" && s["protocol"] == "tcp", || s.to_string())?;
-    check(s["process"]["exe"].as_str().is_some_and(|e| e.ends_with("hoop-test-client")), || s.to_string())?;
+    check(
+        s["process"]["pid"] == held.id() && s["target"] == "echo" && s["protocol"] == "tcp",
+        || s.to_string(),
+    )?;
+    check(
+        s["process"]["exe"]
+            .as_str()
+            .is_some_and(|e| e.ends_with("hoop-test-client")),
+        || s.to_string(),
+    )?;
     let id = s["id"].as_str().unwrap().to_string();
     let (code, table, _) = hoopctl(&env, &["sessions"]);
-    check(code == 0 && table.contains(&id) && table.contains("hoop-test-client"), || table.clone())?;
+    check(
+        code == 0 && table.contains(&id) && table.contains("hoop-test-client"),
+        || table.clone(),
+    )?;
     let (code, shown, _) = hoopctl(&env, &["session", "show", &id[..8]]);
     check(code == 0 && shown.contains(&id), || shown.clone())?;
     // the watcher saw the session start
@@ -71,10 +120,17 @@ fn sessions_watch_and_kill() -> Result<(), Failed> {
     let (code, out, err) = hoopctl(&env, &["kill", &id]);
     check(code == 0 && out.contains(&id), || format!("{out} {err}"))?;
     let end = h.wait_log(|v| v["event"] == "session_end", Duration::from_secs(3))?;
-    check(end["error"].as_str().is_some_and(|e| e.contains("killed by an operator")), || end.to_string())?;
+    check(
+        end["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("killed by an operator")),
+        || end.to_string(),
+    )?;
     send_line(&mut held, "go");
     let status = held.wait()?;
-    check(!status.success(), || "the killed session still answered".into())?;
+    check(!status.success(), || {
+        "the killed session still answered".into()
+    })?;
     let (_, out, _) = hoopctl(&env, &["sessions", "--json"]);
     check(out.trim() == "[]", || out)
 }
@@ -85,13 +141,34 @@ fn callers_are_authorised() -> Result<(), Failed> {
     let (env, _echo, mut h) = echo_env("ctl-auth", 19302, 17402);
     let (ok, _) = env.client(CLIENT, "127.0.0.2:17402", "x", &[]);
     check(ok, || "session".into())?;
-    let out = env.cgroup.command(hoopctl_bin()).arg("--socket").arg(env.socket()).args(["sessions", "--json"]).output()?;
+    let out = env
+        .cgroup
+        .command(hoopctl_bin())
+        .arg("--socket")
+        .arg(env.socket())
+        .args(["sessions", "--json"])
+        .output()?;
     let err = String::from_utf8_lossy(&out.stderr);
-    check(!out.status.success() && err.contains("not authorised") && err.contains("intercepted"), || format!("agent cgroup accepted: {err}"))?;
-    h.wait_log(|v| v["message"] == "control caller refused", Duration::from_secs(3))?;
-    let out = Command::new("runuser").args(["-u", "nobody", "--"]).arg(hoopctl_bin()).arg("--socket").arg(env.socket()).arg("sessions").output()?;
+    check(
+        !out.status.success() && err.contains("not authorised") && err.contains("intercepted"),
+        || format!("agent cgroup accepted: {err}"),
+    )?;
+    h.wait_log(
+        |v| v["message"] == "control caller refused",
+        Duration::from_secs(3),
+    )?;
+    let out = Command::new("runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(hoopctl_bin())
+        .arg("--socket")
+        .arg(env.socket())
+        .arg("sessions")
+        .output()?;
     let err = String::from_utf8_lossy(&out.stderr);
-    check(!out.status.success() && (err.contains("not allowed") || err.contains("not authorised")), || format!("nobody accepted: {err}"))?;
+    check(
+        !out.status.success() && (err.contains("not allowed") || err.contains("not authorised")),
+        || format!("nobody accepted: {err}"),
+    )?;
     h.kill9();
     let (code, _, err) = hoopctl(&env, &["sessions"]);
     check(code != 0 && err.contains("hoopd is not running"), || err)
@@ -104,8 +181,13 @@ fn main() {
         eprintln!("HOOP_REQUIRE_ROOT=1 but not running as root");
         std::process::exit(1);
     }
-    let tests: [(&str, fn() -> Result<(), Failed>); 2] =
-        [("sessions_watch_and_kill", sessions_watch_and_kill), ("callers_are_authorised", callers_are_authorised)];
-    let trials = tests.into_iter().map(|(n, f)| Trial::test(n, f).with_ignored_flag(!root)).collect();
+    let tests: [(&str, fn() -> Result<(), Failed>); 2] = [
+        ("sessions_watch_and_kill", sessions_watch_and_kill),
+        ("callers_are_authorised", callers_are_authorised),
+    ];
+    let trials = tests
+        .into_iter()
+        .map(|(n, f)| Trial::test(n, f).with_ignored_flag(!root))
+        .collect();
     libtest_mimic::run(&args, trials).exit();
 }

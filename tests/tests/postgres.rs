@@ -4,7 +4,10 @@
 
 use std::{process::Command, sync::Arc, time::Duration};
 
-use hoop_tests::{Env, Hoopd, is_root, json_lines, pg::{self, Postgres}};
+use hoop_tests::{
+    Env, Hoopd, is_root, json_lines,
+    pg::{self, Postgres},
+};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
@@ -41,9 +44,18 @@ impl Proxy {
     }
 
     /// psql in the cgroup: (success, stdout, stderr).
-    fn psql(&self, conninfo: &str, password: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    fn psql(
+        &self,
+        conninfo: &str,
+        password: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> (bool, String, String) {
         let mut cmd = self.env.cgroup.command("psql");
-        cmd.arg(conninfo).arg("-X").args(args).env("PGPASSWORD", password);
+        cmd.arg(conninfo)
+            .arg("-X")
+            .args(args)
+            .env("PGPASSWORD", password);
         run_with_stdin(cmd, stdin)
     }
 
@@ -54,17 +66,25 @@ impl Proxy {
 
 fn run_with_stdin(mut cmd: Command, stdin: Option<&str>) -> (bool, String, String) {
     use std::io::Write;
-    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
     let mut input = child.stdin.take().unwrap();
     input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
     drop(input);
     let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn conninfo(user: &str, sslmode: &str) -> String {
-    format!("host={HOST} port={PORT} user={user} dbname=postgres sslmode={sslmode} connect_timeout=10")
+    format!(
+        "host={HOST} port={PORT} user={user} dbname=postgres sslmode={sslmode} connect_timeout=10"
+    )
 }
 
 /// psql with sslmode disable/prefer/require/verify-full (node CA as root): the upstream leg is
@@ -78,14 +98,28 @@ fn psql_every_sslmode(pg: &Postgres) -> Result<(), Failed> {
             ci.push_str(&format!(" sslrootcert={}", p.node_ca()));
         }
         let (ok, out, err) = p.psql(&ci, pg::PASSWORD, &["-Atc", q], None);
-        check(ok && out.trim() == "t", || format!("sslmode={mode}: {out} {err}"))?;
+        check(ok && out.trim() == "t", || {
+            format!("sslmode={mode}: {out} {err}")
+        })?;
     }
     // verify-full against a CA that is not the node's must fail: the client really verifies
-    let ci = format!("{} sslrootcert={}", conninfo("postgres", "verify-full"), pg.ca_path().display());
+    let ci = format!(
+        "{} sslrootcert={}",
+        conninfo("postgres", "verify-full"),
+        pg.ca_path().display()
+    );
     let (ok, _, err) = p.psql(&ci, pg::PASSWORD, &["-Atc", "SELECT 1"], None);
-    check(!ok && err.contains("certificate verify failed"), || format!("foreign CA accepted: {err}"))?;
+    check(!ok && err.contains("certificate verify failed"), || {
+        format!("foreign CA accepted: {err}")
+    })?;
     let ends = hoop_tests::session_ends(&p.hoopd);
-    check(ends.len() >= 4 && ends.iter().all(|e| e["exe"].as_str().is_some_and(|x| x.ends_with("psql"))), || format!("{ends:?}"))
+    check(
+        ends.len() >= 4
+            && ends
+                .iter()
+                .all(|e| e["exe"].as_str().is_some_and(|x| x.ends_with("psql"))),
+        || format!("{ends:?}"),
+    )
 }
 
 /// SCRAM (with channel binding upstream), MD5, cleartext with a token-sized password; a wrong
@@ -93,19 +127,46 @@ fn psql_every_sslmode(pg: &Postgres) -> Result<(), Failed> {
 fn credentials_relayed(pg: &Postgres) -> Result<(), Failed> {
     let p = Proxy::start("pg-auth", 19102, pg);
     let token = pg::token_password();
-    for (user, pw) in [("postgres", pg::PASSWORD), (pg::MD5_USER, pg::PASSWORD), (pg::CLEAR_USER, token.as_str())] {
-        let (ok, out, err) = p.psql(&conninfo(user, "require"), pw, &["-Atc", "SELECT current_user"], None);
+    for (user, pw) in [
+        ("postgres", pg::PASSWORD),
+        (pg::MD5_USER, pg::PASSWORD),
+        (pg::CLEAR_USER, token.as_str()),
+    ] {
+        let (ok, out, err) = p.psql(
+            &conninfo(user, "require"),
+            pw,
+            &["-Atc", "SELECT current_user"],
+            None,
+        );
         check(ok && out.trim() == user, || format!("{user}: {out} {err}"))?;
     }
-    let scram = p.hoopd.logs_matching(|v| v["message"] == "upstream authenticated" && v["mechanism"] == "SCRAM-SHA-256-PLUS");
-    check(!scram.is_empty(), || format!("no SCRAM-SHA-256-PLUS upstream: {}", p.hoopd.log_text()))?;
+    let scram = p.hoopd.logs_matching(|v| {
+        v["message"] == "upstream authenticated" && v["mechanism"] == "SCRAM-SHA-256-PLUS"
+    });
+    check(!scram.is_empty(), || {
+        format!("no SCRAM-SHA-256-PLUS upstream: {}", p.hoopd.log_text())
+    })?;
     for user in ["postgres", pg::MD5_USER] {
-        let (ok, _, proxied) = p.psql(&conninfo(user, "require"), "wrong", &["-Atc", "SELECT 1"], None);
-        let direct = Command::new("psql").arg(conninfo(user, "require")).args(["-XAtc", "SELECT 1"]).env("PGPASSWORD", "wrong").output()?;
+        let (ok, _, proxied) = p.psql(
+            &conninfo(user, "require"),
+            "wrong",
+            &["-Atc", "SELECT 1"],
+            None,
+        );
+        let direct = Command::new("psql")
+            .arg(conninfo(user, "require"))
+            .args(["-XAtc", "SELECT 1"])
+            .env("PGPASSWORD", "wrong")
+            .output()?;
         let direct = String::from_utf8_lossy(&direct.stderr).into_owned();
-        check(!ok && proxied == direct, || format!("{user}: proxied {proxied:?} vs direct {direct:?}"))?;
+        check(!ok && proxied == direct, || {
+            format!("{user}: proxied {proxied:?} vs direct {direct:?}")
+        })?;
     }
-    check(!p.hoopd.log_text().contains(pg::PASSWORD) && !p.hoopd.log_text().contains(&token[..40]), || "a password reached the log".into())
+    check(
+        !p.hoopd.log_text().contains(pg::PASSWORD) && !p.hoopd.log_text().contains(&token[..40]),
+        || "a password reached the log".into(),
+    )
 }
 
 /// Denied statements: 42501 naming the rule, the session stays usable, a transaction is aborted
@@ -115,34 +176,84 @@ fn deny_statements(pg: &Postgres) -> Result<(), Failed> {
     let script = "\\set VERBOSITY verbose\nCREATE TABLE IF NOT EXISTS deny_psql (i int);\nDROP TABLE deny_psql;\n\
                   SELECT 'usable', count(*) FROM deny_psql;\nBEGIN;\nINSERT INTO deny_psql VALUES (1);\n\
                   TRUNCATE deny_psql;\nSELECT 1;\nCOMMIT;\nSELECT 'after', count(*) FROM deny_psql;\n";
-    let (_, out, err) = p.psql(&conninfo("postgres", "require"), pg::PASSWORD, &["-At"], Some(script));
-    check(err.contains("ERROR:  42501: hoop: drop statement denied by rule target:pg/deny_statements:drop"), || err.clone())?;
-    check(err.contains("42501: hoop: truncate statement denied"), || err.clone())?;
-    check(err.contains("25P02"), || format!("transaction not aborted: {err}"))?;
-    check(!err.contains("PL/pgSQL"), || format!("implementation detail leaked: {err}"))?;
-    check(out.contains("usable|0") && out.contains("after|0"), || format!("{out}\n{err}"))?;
-    check(pg.psql_direct("SELECT count(*) FROM deny_psql").trim() == "0", || "table dropped or insert committed".into())?;
+    let (_, out, err) = p.psql(
+        &conninfo("postgres", "require"),
+        pg::PASSWORD,
+        &["-At"],
+        Some(script),
+    );
+    check(
+        err.contains(
+            "ERROR:  42501: hoop: drop statement denied by rule target:pg/deny_statements:drop",
+        ),
+        || err.clone(),
+    )?;
+    check(
+        err.contains("42501: hoop: truncate statement denied"),
+        || err.clone(),
+    )?;
+    check(err.contains("25P02"), || {
+        format!("transaction not aborted: {err}")
+    })?;
+    check(!err.contains("PL/pgSQL"), || {
+        format!("implementation detail leaked: {err}")
+    })?;
+    check(out.contains("usable|0") && out.contains("after|0"), || {
+        format!("{out}\n{err}")
+    })?;
+    check(
+        pg.psql_direct("SELECT count(*) FROM deny_psql").trim() == "0",
+        || "table dropped or insert committed".into(),
+    )?;
     std::thread::sleep(Duration::from_millis(300));
     let events = p.statements();
     let denied: Vec<&Value> = events.iter().filter(|e| e["decision"] == "deny").collect();
-    check(denied.len() == 2 && denied[0]["rule"] == "target:pg/deny_statements:drop" && denied[0]["outcome"] == "denied", || format!("{denied:?}"))?;
+    check(
+        denied.len() == 2
+            && denied[0]["rule"] == "target:pg/deny_statements:drop"
+            && denied[0]["outcome"] == "denied",
+        || format!("{denied:?}"),
+    )?;
     // the text is normalized: constants (here 'usable') never reach the log
-    let sel = events.iter().find(|e| e["statement"] == "SELECT $1, count(*) FROM deny_psql");
-    check(sel.is_some_and(|e| e["rows"] == 1 && e["decision"] == "allow" && e["tag"] == "SELECT 1"), || format!("{events:?}"))?;
-    check(!p.hoopd.log_text().contains("usable"), || "a literal reached the log".into())?;
-    check(events.iter().any(|e| e["kind"] == "select" && e["outcome"] == "error" && e["tag"] == "25P02"), || format!("{events:?}"))
+    let sel = events
+        .iter()
+        .find(|e| e["statement"] == "SELECT $1, count(*) FROM deny_psql");
+    check(
+        sel.is_some_and(|e| e["rows"] == 1 && e["decision"] == "allow" && e["tag"] == "SELECT 1"),
+        || format!("{events:?}"),
+    )?;
+    check(!p.hoopd.log_text().contains("usable"), || {
+        "a literal reached the log".into()
+    })?;
+    check(
+        events
+            .iter()
+            .any(|e| e["kind"] == "select" && e["outcome"] == "error" && e["tag"] == "25P02"),
+        || format!("{events:?}"),
+    )
 }
 
 /// pgbench in all three query modes through the redirect.
 fn pgbench_modes(pg: &Postgres) -> Result<(), Failed> {
     let p = Proxy::start("pg-bench", 19104, pg);
-    let init = Command::new("pgbench").args(["-i", "-q", "-s", "1"]).arg(conninfo("postgres", "require")).env("PGPASSWORD", pg::PASSWORD).output()?;
-    check(init.status.success(), || String::from_utf8_lossy(&init.stderr).into_owned())?;
+    let init = Command::new("pgbench")
+        .args(["-i", "-q", "-s", "1"])
+        .arg(conninfo("postgres", "require"))
+        .env("PGPASSWORD", pg::PASSWORD)
+        .output()?;
+    check(init.status.success(), || {
+        String::from_utf8_lossy(&init.stderr).into_owned()
+    })?;
     for mode in ["simple", "extended", "prepared"] {
         let mut cmd = p.env.cgroup.command("pgbench");
-        cmd.args(["-n", "-M", mode, "-c", "4", "-t", "100"]).arg(conninfo("postgres", "require")).env("PGPASSWORD", pg::PASSWORD);
+        cmd.args(["-n", "-M", mode, "-c", "4", "-t", "100"])
+            .arg(conninfo("postgres", "require"))
+            .env("PGPASSWORD", pg::PASSWORD);
         let (ok, out, err) = run_with_stdin(cmd, None);
-        check(ok && out.contains("number of transactions actually processed: 400/400"), || format!("{mode}: {out} {err}"))?;
+        check(
+            ok && out.contains("number of transactions actually processed: 400/400"),
+            || format!("{mode}: {out} {err}"),
+        )?;
     }
     Ok(())
 }
@@ -151,27 +262,60 @@ fn pgbench_modes(pg: &Postgres) -> Result<(), Failed> {
 /// transactions, COPY in and out, cancel_token, LISTEN/NOTIFY, a denied Parse.
 fn tokio_postgres_client(pg: &Postgres) -> Result<(), Failed> {
     let p = Proxy::start("pg-tokio", 19105, pg);
-    let ci = format!("host={HOST} port={PORT} user=postgres password={} dbname=postgres sslmode=require", pg::PASSWORD);
+    let ci = format!(
+        "host={HOST} port={PORT} user=postgres password={} dbname=postgres sslmode=require",
+        pg::PASSWORD
+    );
     let out = p
         .env
         .cgroup
         .command(PG_CLIENT)
-        .args([ci.as_str(), &p.node_ca(), "prepared", "binary", "transaction", "copy", "cancel", "notify", "deny_extended"])
+        .args([
+            ci.as_str(),
+            &p.node_ca(),
+            "prepared",
+            "binary",
+            "transaction",
+            "copy",
+            "cancel",
+            "notify",
+            "deny_extended",
+        ])
         .output()?;
     let lines = json_lines(&out.stdout);
-    check(out.status.success() && lines.len() == 7, || format!("{lines:#?}\n{}", String::from_utf8_lossy(&out.stderr)))?;
-    check(p.hoopd.log_text().contains("cancel request forwarded"), || "cancel did not go through hoopd".into())
+    check(out.status.success() && lines.len() == 7, || {
+        format!("{lines:#?}\n{}", String::from_utf8_lossy(&out.stderr))
+    })?;
+    check(
+        p.hoopd.log_text().contains("cancel request forwarded"),
+        || "cancel did not go through hoopd".into(),
+    )
 }
 
 /// A 1,000,000-row result through hoopd is byte-identical to the direct one.
 fn large_result_identical(pg: &Postgres) -> Result<(), Failed> {
     let p = Proxy::start("pg-large", 19106, pg);
     let q = "SELECT g, md5(g::text), now()::date FROM generate_series(1, 1000000) g";
-    let (ok, proxied, err) = p.psql(&conninfo("postgres", "require"), pg::PASSWORD, &["-Atc", q], None);
+    let (ok, proxied, err) = p.psql(
+        &conninfo("postgres", "require"),
+        pg::PASSWORD,
+        &["-Atc", q],
+        None,
+    );
     check(ok, || err)?;
-    let direct = Command::new("psql").arg(conninfo("postgres", "require")).args(["-XAtc", q]).env("PGPASSWORD", pg::PASSWORD).output()?;
+    let direct = Command::new("psql")
+        .arg(conninfo("postgres", "require"))
+        .args(["-XAtc", q])
+        .env("PGPASSWORD", pg::PASSWORD)
+        .output()?;
     let direct = String::from_utf8_lossy(&direct.stdout);
-    check(proxied.len() > 40_000_000 && proxied == direct, || format!("proxied {} bytes, direct {} bytes", proxied.len(), direct.len()))
+    check(proxied.len() > 40_000_000 && proxied == direct, || {
+        format!(
+            "proxied {} bytes, direct {} bytes",
+            proxied.len(),
+            direct.len()
+        )
+    })
 }
 
 /// Malformed and oversized input from a raw socket: the session ends cleanly, hoopd survives.
@@ -186,12 +330,27 @@ fn malformed_input_survived(pg: &Postgres) -> Result<(), Failed> {
         "0000000804d2162f",                                         // SSLRequest, then silence
     ];
     for bytes in cases {
-        let (ok, lines) = p.env.client(TEST_CLIENT, &addr, bytes, &["--hex", "--timeout-ms", "3000"]);
+        let (ok, lines) = p.env.client(
+            TEST_CLIENT,
+            &addr,
+            bytes,
+            &["--hex", "--timeout-ms", "3000"],
+        );
         // at most the one-byte answer to SSLRequest, then the connection ends
-        check(!ok || lines[0]["reply"] == "" || lines[0]["reply"] == "S", || format!("{bytes:?}: {lines:?}"))?;
+        check(
+            !ok || lines[0]["reply"] == "" || lines[0]["reply"] == "S",
+            || format!("{bytes:?}: {lines:?}"),
+        )?;
     }
-    let (ok, out, err) = p.psql(&conninfo("postgres", "require"), pg::PASSWORD, &["-Atc", "SELECT 'alive'"], None);
-    check(ok && out.trim() == "alive", || format!("hoopd unusable after bad input: {err}"))
+    let (ok, out, err) = p.psql(
+        &conninfo("postgres", "require"),
+        pg::PASSWORD,
+        &["-Atc", "SELECT 'alive'"],
+        None,
+    );
+    check(ok && out.trim() == "alive", || {
+        format!("hoopd unusable after bad input: {err}")
+    })
 }
 
 fn main() {
@@ -215,7 +374,8 @@ fn main() {
         .into_iter()
         .map(|(name, f)| {
             let pg = pg.clone();
-            Trial::test(name, move || f(pg.as_deref().expect("server started"))).with_ignored_flag(!root)
+            Trial::test(name, move || f(pg.as_deref().expect("server started")))
+                .with_ignored_flag(!root)
         })
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);

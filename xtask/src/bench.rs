@@ -65,9 +65,18 @@ impl Bench {
             ),
         )?;
         let bin = root().join("target/release");
-        let mut b = Self { dir, cgroup, config, bin, children: Vec::new() };
+        let mut b = Self {
+            dir,
+            cgroup,
+            config,
+            bin,
+            children: Vec::new(),
+        };
         for (mode, addr) in [("serve", PROTECTED), ("sink", UNPROTECTED)] {
-            let c = Command::new(b.bin.join("hoop-bench")).args([mode, addr]).stdout(Stdio::null()).spawn()?;
+            let c = Command::new(b.bin.join("hoop-bench"))
+                .args([mode, addr])
+                .stdout(Stdio::null())
+                .spawn()?;
             b.children.push(c);
         }
         Ok(b)
@@ -82,7 +91,10 @@ impl Bench {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.cgroup_programs_attached() || TcpStream::connect(LISTEN).is_err() {
             if Instant::now() > deadline {
-                bail!("hoopd did not start; see {}", self.dir.join("hoopd.log").display());
+                bail!(
+                    "hoopd did not start; see {}",
+                    self.dir.join("hoopd.log").display()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -97,7 +109,12 @@ impl Bench {
     fn stop_hoopd(&self, mut child: Child) -> Result<()> {
         child.kill()?;
         child.wait()?;
-        crate::status(Command::new(self.bin.join("hoopd")).arg("--config").arg(&self.config).arg("teardown"))
+        crate::status(
+            Command::new(self.bin.join("hoopd"))
+                .arg("--config")
+                .arg(&self.config)
+                .arg("teardown"),
+        )
     }
 
     fn client(&self, in_cgroup: bool, args: &[&str]) -> Result<f64> {
@@ -111,13 +128,21 @@ impl Bench {
         }
         let out = cmd.output()?;
         if !out.status.success() {
-            bail!("hoop-bench {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "hoop-bench {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        String::from_utf8_lossy(&out.stdout).trim().parse().context("bench output")
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .context("bench output")
     }
 
     fn measure(&mut self) -> Result<()> {
-        println!("hook cost: {CONNECTS} connect/close cycles to an unprotected server from the cgroup, {ROUNDS} rounds");
+        println!(
+            "hook cost: {CONNECTS} connect/close cycles to an unprotected server from the cgroup, {ROUNDS} rounds"
+        );
         let (mut on, mut off) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             let h = self.start_hoopd()?;
@@ -126,10 +151,15 @@ impl Bench {
             off.push(self.client(true, &["connect-loop", UNPROTECTED, CONNECTS])?);
         }
         let (on, off) = (median(on), median(off));
-        println!("  attached {on:.0} ns/connect, detached {off:.0} ns/connect: ratio {:.3} (goal <= 1.05)", on / off);
+        println!(
+            "  attached {on:.0} ns/connect, detached {off:.0} ns/connect: ratio {:.3} (goal <= 1.05)",
+            on / off
+        );
 
         let h = self.start_hoopd()?;
-        println!("passthrough: {PROTECTED}, through hoopd (client in cgroup) vs direct (outside), {ROUNDS} rounds");
+        println!(
+            "passthrough: {PROTECTED}, through hoopd (client in cgroup) vs direct (outside), {ROUNDS} rounds"
+        );
         let (mut tp_p, mut tp_d, mut rtt_p, mut rtt_d) = (vec![], vec![], vec![], vec![]);
         for _ in 0..ROUNDS {
             tp_p.push(self.client(true, &["stream", PROTECTED, STREAM_BYTES])?);
@@ -138,7 +168,10 @@ impl Bench {
             rtt_d.push(self.client(false, &["rtt", PROTECTED, RTTS])?);
         }
         let (tp_p, tp_d, rtt_p, rtt_d) = (median(tp_p), median(tp_d), median(rtt_p), median(rtt_d));
-        println!("  throughput: hoopd {tp_p:.0} MiB/s, direct {tp_d:.0} MiB/s: ratio {:.3}", tp_p / tp_d);
+        println!(
+            "  throughput: hoopd {tp_p:.0} MiB/s, direct {tp_d:.0} MiB/s: ratio {:.3}",
+            tp_p / tp_d
+        );
         println!(
             "  round trip (64 B): hoopd {rtt_p:.1} µs, direct {rtt_d:.1} µs: added {:.1} µs, ratio {:.2}",
             rtt_p - rtt_d,
@@ -152,7 +185,11 @@ impl Bench {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new(self.bin.join("hoopd")).arg("--config").arg(&self.config).arg("teardown").status();
+        let _ = Command::new(self.bin.join("hoopd"))
+            .arg("--config")
+            .arg(&self.config)
+            .arg("teardown")
+            .status();
         let _ = std::fs::write(self.cgroup.join("cgroup.kill"), b"1");
         std::thread::sleep(Duration::from_millis(100));
         let _ = std::fs::remove_dir(&self.cgroup);

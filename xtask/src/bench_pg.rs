@@ -49,11 +49,31 @@ struct Load {
 }
 
 const LOADS: [Load; 5] = [
-    Load { mode: "simple", clients: 1, connect_each: false },
-    Load { mode: "simple", clients: 8, connect_each: false },
-    Load { mode: "prepared", clients: 1, connect_each: false },
-    Load { mode: "prepared", clients: 8, connect_each: false },
-    Load { mode: "simple", clients: 8, connect_each: true },
+    Load {
+        mode: "simple",
+        clients: 1,
+        connect_each: false,
+    },
+    Load {
+        mode: "simple",
+        clients: 8,
+        connect_each: false,
+    },
+    Load {
+        mode: "prepared",
+        clients: 1,
+        connect_each: false,
+    },
+    Load {
+        mode: "prepared",
+        clients: 8,
+        connect_each: false,
+    },
+    Load {
+        mode: "simple",
+        clients: 8,
+        connect_each: true,
+    },
 ];
 
 impl Load {
@@ -74,7 +94,11 @@ type Row = [Sample; 3];
 
 pub fn run() -> Result<()> {
     let seconds = match std::env::var("HOOP_BENCH_SECONDS") {
-        Ok(s) => s.parse().ok().filter(|&n: &u32| n > 0).with_context(|| format!("HOOP_BENCH_SECONDS={s:?}: want whole seconds > 0"))?,
+        Ok(s) => s
+            .parse()
+            .ok()
+            .filter(|&n: &u32| n > 0)
+            .with_context(|| format!("HOOP_BENCH_SECONDS={s:?}: want whole seconds > 0"))?,
         Err(_) => 10,
     };
     let w = World::start()?;
@@ -92,7 +116,11 @@ pub fn run() -> Result<()> {
 
 fn measure(w: &World, seconds: u32) -> Result<()> {
     // fills PostgreSQL's buffers and hoopd's statement cache, and fails early on a broken path
-    let warm = Load { mode: "simple", clients: 8, connect_each: false };
+    let warm = Load {
+        mode: "simple",
+        clients: 8,
+        connect_each: false,
+    };
     for via in VIAS {
         w.pgbench(via, &warm, WARMUP_SECONDS)?;
     }
@@ -121,10 +149,17 @@ struct World {
 impl World {
     fn start() -> Result<Self> {
         if !Postgres::available() {
-            bail!("PostgreSQL 15 is not installed ({}): run `cargo xtask deps`", pg::PG_BIN);
+            bail!(
+                "PostgreSQL 15 is not installed ({}): run `cargo xtask deps`",
+                pg::PG_BIN
+            );
         }
         // a listener already there would answer for the one we start, and the numbers would lie
-        for (host, port) in [(PG_HOST, PG_PORT), (BOUNCER_HOST, BOUNCER_PORT), ("127.0.0.1", LISTEN_PORT)] {
+        for (host, port) in [
+            (PG_HOST, PG_PORT),
+            (BOUNCER_HOST, BOUNCER_PORT),
+            ("127.0.0.1", LISTEN_PORT),
+        ] {
             if TcpStream::connect((host, port)).is_ok() {
                 bail!("{host}:{port} is already in use: stop what listens there");
             }
@@ -133,7 +168,13 @@ impl World {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let pg = Postgres::start("bench", PG_HOST, PG_PORT);
-        let mut w = Self { dir, hoopd: None, bouncer: None, cgroup: Cgroup::new("bench-pg"), pg };
+        let mut w = Self {
+            dir,
+            hoopd: None,
+            bouncer: None,
+            cgroup: Cgroup::new("bench-pg"),
+            pg,
+        };
         let init = Command::new("pgbench")
             .args(["-i", "-q", "-s", "1"])
             .arg(conninfo(PG_HOST, PG_PORT))
@@ -141,7 +182,10 @@ impl World {
             .output()
             .context("spawn pgbench (Debian postgresql-client-15: `cargo xtask deps`)")?;
         if !init.status.success() {
-            bail!("pgbench -i failed: {}", String::from_utf8_lossy(&init.stderr));
+            bail!(
+                "pgbench -i failed: {}",
+                String::from_utf8_lossy(&init.stderr)
+            );
         }
         w.start_hoopd()?;
         w.start_pgbouncer()?;
@@ -178,7 +222,8 @@ impl World {
         let child = self.hoopd.insert(child);
         let links = Path::new(PIN_DIR).join("links");
         wait_ready("hoopd", child, &log, || {
-            std::fs::read_dir(&links).is_ok_and(|d| d.count() == 5) && TcpStream::connect(("127.0.0.1", LISTEN_PORT)).is_ok()
+            std::fs::read_dir(&links).is_ok_and(|d| d.count() == 5)
+                && TcpStream::connect(("127.0.0.1", LISTEN_PORT)).is_ok()
         })
     }
 
@@ -187,8 +232,13 @@ impl World {
         std::fs::create_dir_all(&dir)?;
         // the server's own SCRAM secret: pgbouncer checks the client's proof with it and reuses
         // that proof to log in to the server (SCRAM pass-through), as a production setup would
-        let secret = self.pg.psql_direct("SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'");
-        std::fs::write(dir.join("userlist.txt"), format!("\"postgres\" \"{}\"\n", secret.trim()))?;
+        let secret = self
+            .pg
+            .psql_direct("SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'");
+        std::fs::write(
+            dir.join("userlist.txt"),
+            format!("\"postgres\" \"{}\"\n", secret.trim()),
+        )?;
         let data = self.pg.dir.join("data");
         let ini = format!(
             "[databases]\npostgres = host={PG_HOST} port={PG_PORT} dbname=postgres\n[pgbouncer]\n\
@@ -203,7 +253,11 @@ impl World {
             self.pg.ca_path().display()
         );
         std::fs::write(dir.join("pgbouncer.ini"), ini)?;
-        crate::status(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir))?;
+        crate::status(
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir),
+        )?;
         let log = dir.join("pgbouncer.log");
         // it refuses to run as root; -u drops to postgres after start-up, and the child stays
         // pgbouncer itself (not a runuser wrapper), so killing it on drop stops it
@@ -215,7 +269,9 @@ impl World {
             .spawn()
             .context("spawn pgbouncer (Debian package pgbouncer: `cargo xtask deps`)")?;
         let child = self.bouncer.insert(child);
-        wait_ready("pgbouncer", child, &log, || TcpStream::connect((BOUNCER_HOST, BOUNCER_PORT)).is_ok())
+        wait_ready("pgbouncer", child, &log, || {
+            TcpStream::connect((BOUNCER_HOST, BOUNCER_PORT)).is_ok()
+        })
     }
 
     /// Runs one pgbench load through `via`; fails on any failed transaction or aborted client.
@@ -226,9 +282,18 @@ impl World {
             Via::Hoopd => (self.cgroup.command("pgbench"), PG_HOST, PG_PORT),
             Via::Pgbouncer => (Command::new("pgbench"), BOUNCER_HOST, BOUNCER_PORT),
         };
-        let threads = load.clients.min(std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+        let threads = load
+            .clients
+            .min(std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
         cmd.args(["-n", "-S", "-M", load.mode])
-            .args(["-c", &load.clients.to_string(), "-j", &threads.to_string(), "-T", &seconds.to_string()])
+            .args([
+                "-c",
+                &load.clients.to_string(),
+                "-j",
+                &threads.to_string(),
+                "-T",
+                &seconds.to_string(),
+            ])
             .args(load.connect_each.then_some("-C"))
             .arg(conninfo(host, port))
             .env("PGPASSWORD", pg::PASSWORD);
@@ -238,7 +303,9 @@ impl World {
         let processed: Option<u64> = field(&stdout, "number of transactions actually processed: ");
         let sample = field(&stdout, "tps = ").zip(field(&stdout, "latency average = "));
         match (out.status.success(), failed, processed, sample) {
-            (true, Some(0), Some(n), Some((tps, latency_ms))) if n > 0 => Ok(Sample { tps, latency_ms }),
+            (true, Some(0), Some(n), Some((tps, latency_ms))) if n > 0 => {
+                Ok(Sample { tps, latency_ms })
+            }
             _ => bail!(
                 "pgbench {} via {via:?}: {}\n{stdout}{}\n(logs in {})",
                 load.label(),
@@ -257,7 +324,9 @@ impl Drop for World {
             let _ = c.wait();
             // removes the pins (detaching the programs) and the nftables guard
             if !hoopd_teardown(&self.hoopd_config()) {
-                eprintln!("bench: `hoopd teardown` failed: remove {PIN_DIR} and nft table inet {NFT_TABLE} by hand");
+                eprintln!(
+                    "bench: `hoopd teardown` failed: remove {PIN_DIR} and nft table inet {NFT_TABLE} by hand"
+                );
             }
         }
         if let Some(mut c) = self.bouncer.take() {
@@ -284,7 +353,9 @@ fn hoopd_teardown(config: &Path) -> bool {
 }
 
 fn conninfo(host: &str, port: u16) -> String {
-    format!("host={host} port={port} user=postgres dbname=postgres sslmode=require connect_timeout=10")
+    format!(
+        "host={host} port={port} user=postgres dbname=postgres sslmode=require connect_timeout=10"
+    )
 }
 
 /// Waits up to 20 s for `ready`; fails at once, with the log's tail, when the process exits.
@@ -294,8 +365,17 @@ fn wait_ready(what: &str, child: &mut Child, log: &Path, ready: impl Fn() -> boo
         let exited = child.try_wait()?;
         if exited.is_some() || Instant::now() > deadline {
             let text = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
-            let why = exited.map_or("not ready after 20 s".to_string(), |st| format!("exited ({st})"));
+            let tail: Vec<&str> = text
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            let why = exited.map_or("not ready after 20 s".to_string(), |st| {
+                format!("exited ({st})")
+            });
             bail!("{what} {why}; {}:\n{}", log.display(), tail.join("\n"));
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -305,7 +385,10 @@ fn wait_ready(what: &str, child: &mut Child, log: &Path, ready: impl Fn() -> boo
 
 /// The first word after `prefix` on the line that starts with it, parsed.
 fn field<T: FromStr>(out: &str, prefix: &str) -> Option<T> {
-    out.lines().find_map(|l| l.strip_prefix(prefix)).and_then(|r| r.split_whitespace().next()).and_then(|w| w.parse().ok())
+    out.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|w| w.parse().ok())
 }
 
 fn print_header(seconds: u32) {
@@ -319,7 +402,16 @@ fn print_header(seconds: u32) {
     );
     println!(
         "  {:<14} {:>10} {:>9} | {:>10} {:>9} {:>6} | {:>10} {:>9} {:>6} | {:>9}",
-        "mode/clients", "direct tps", "lat ms", "hoopd tps", "lat ms", "ratio", "pgb tps", "lat ms", "ratio", "hoopd/pgb"
+        "mode/clients",
+        "direct tps",
+        "lat ms",
+        "hoopd tps",
+        "lat ms",
+        "ratio",
+        "pgb tps",
+        "lat ms",
+        "ratio",
+        "hoopd/pgb"
     );
 }
 
@@ -343,17 +435,37 @@ fn print_goals(rows: &[Row; LOADS.len()]) {
     let [s1, s8, p1, p8, connect] = rows;
     let ratio = |r: &Row| r[1].tps / r[0].tps;
     let steady = &rows[..4];
-    let ahead: Vec<String> = LOADS.iter().zip(steady).map(|(l, r)| format!("{} {:.2}", l.label(), r[1].tps / r[2].tps)).collect();
+    let ahead: Vec<String> = LOADS
+        .iter()
+        .zip(steady)
+        .map(|(l, r)| format!("{} {:.2}", l.label(), r[1].tps / r[2].tps))
+        .collect();
     let added_us = |r: &Row| (r[1].latency_ms - r[0].latency_ms) * 1000.0;
     // with a new connection per transaction, the connection is nearly all of its cost
     let cost = |i: usize| connect[0].tps / connect[i].tps;
     println!("  goals (from the issue; printed, not asserted):");
-    goal("hoopd ahead of pgbouncer in every row (hoopd/pgb)", ahead.join(", "), steady.iter().all(|r| r[1].tps > r[2].tps));
-    goal("simple/8: hoopd >= 0.75 x direct", format!("{:.3}", ratio(s8)), ratio(s8) >= 0.75);
-    goal("prepared/8: hoopd >= 0.65 x direct", format!("{:.3}", ratio(p8)), ratio(p8) >= 0.65);
+    goal(
+        "hoopd ahead of pgbouncer in every row (hoopd/pgb)",
+        ahead.join(", "),
+        steady.iter().all(|r| r[1].tps > r[2].tps),
+    );
+    goal(
+        "simple/8: hoopd >= 0.75 x direct",
+        format!("{:.3}", ratio(s8)),
+        ratio(s8) >= 0.75,
+    );
+    goal(
+        "prepared/8: hoopd >= 0.65 x direct",
+        format!("{:.3}", ratio(p8)),
+        ratio(p8) >= 0.65,
+    );
     goal(
         "added mean latency at 1 client <= 20 µs",
-        format!("simple {:+.0} µs, prepared {:+.0} µs", added_us(s1), added_us(p1)),
+        format!(
+            "simple {:+.0} µs, prepared {:+.0} µs",
+            added_us(s1),
+            added_us(p1)
+        ),
         added_us(s1) <= 20.0 && added_us(p1) <= 20.0,
     );
     goal(
@@ -364,5 +476,8 @@ fn print_goals(rows: &[Row; LOADS.len()]) {
 }
 
 fn goal(what: &str, value: String, met: bool) {
-    println!("    {what:<50} {value:<66} {}", if met { "met" } else { "MISSED" });
+    println!(
+        "    {what:<50} {value:<66} {}",
+        if met { "met" } else { "MISSED" }
+    );
 }

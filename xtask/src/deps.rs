@@ -8,11 +8,23 @@ use crate::status;
 
 /// Real servers and clients of the tests: PostgreSQL 15 (server + psql + pgbench), nftables for
 /// the guard, openssl for test certificates, util-linux for runuser, pgbouncer for benchmarks.
-const TEST_PACKAGES: &[&str] =
-    &["postgresql-15", "postgresql-client-15", "postgresql-contrib", "nftables", "openssl", "util-linux", "iproute2", "pgbouncer"];
+const TEST_PACKAGES: &[&str] = &[
+    "postgresql-15",
+    "postgresql-client-15",
+    "postgresql-contrib",
+    "nftables",
+    "openssl",
+    "util-linux",
+    "iproute2",
+    "pgbouncer",
+];
 
 pub fn install_test_deps() -> Result<()> {
-    let missing: Vec<&str> = TEST_PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    let missing: Vec<&str> = TEST_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !installed(p))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -25,7 +37,9 @@ pub fn install_test_deps() -> Result<()> {
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
     // Debian starts a default cluster on install; the tests run their own clusters.
-    let _ = Command::new("pg_ctlcluster").args(["15", "main", "stop"]).status();
+    let _ = Command::new("pg_ctlcluster")
+        .args(["15", "main", "stop"])
+        .status();
     Ok(())
 }
 

@@ -59,7 +59,10 @@ fn main() -> Result<()> {
 }
 
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn cargo() -> Command {
@@ -77,7 +80,15 @@ pub fn status(cmd: &mut Command) -> Result<()> {
 }
 
 fn build_ebpf() -> Result<()> {
-    status(cargo().args(["build", "--locked", "-p", "hoop-ebpf", "--release", "--target", "bpfel-unknown-none"]))
+    status(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "hoop-ebpf",
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+    ]))
 }
 
 pub fn ebpf_object() -> PathBuf {
@@ -87,7 +98,16 @@ pub fn ebpf_object() -> PathBuf {
 fn build(release: bool) -> Result<()> {
     build_ebpf()?;
     let mut c = cargo();
-    c.args(["build", "--locked", "-p", "hoop-userspace", "-p", "hoop-tests", "--bins"]).env("HOOP_EBPF_OBJ", ebpf_object());
+    c.args([
+        "build",
+        "--locked",
+        "-p",
+        "hoop-userspace",
+        "-p",
+        "hoop-tests",
+        "--bins",
+    ])
+    .env("HOOP_EBPF_OBJ", ebpf_object());
     if release {
         c.arg("--release");
     }
@@ -127,7 +147,10 @@ fn test(args: &[String]) -> Result<()> {
 /// result (the last `test result:` line alone would be a doc-test binary's, usually empty).
 fn run_and_summarise(c: &mut Command) -> Result<()> {
     use std::io::{BufRead, BufReader};
-    let mut child = c.stdout(std::process::Stdio::piped()).spawn().context("spawn cargo test")?;
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("spawn cargo test")?;
     let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line?;
@@ -135,7 +158,9 @@ fn run_and_summarise(c: &mut Command) -> Result<()> {
         if let Some(rest) = line.strip_prefix("test result: ") {
             for part in rest.split(['.', ';']).map(str::trim) {
                 let mut w = part.split_whitespace();
-                if let (Some(n), Some(what)) = (w.next().and_then(|n| n.parse::<u64>().ok()), w.next()) {
+                if let (Some(n), Some(what)) =
+                    (w.next().and_then(|n| n.parse::<u64>().ok()), w.next())
+                {
                     match what {
                         "passed" => passed += n,
                         "failed" => failed += n,

@@ -288,10 +288,7 @@ fn respan(stored: &Arc<[Classification]>, span: Span) -> Arc<[Classification]> {
     }
     stored
         .iter()
-        .map(|c| Classification {
-            span,
-            ..c.clone()
-        })
+        .map(|c| Classification { span, ..c.clone() })
         .collect()
 }
 

@@ -27,22 +27,27 @@
 //!    reductions from token types alone, so both texts take the same
 //!    derivation unless a grammar action reads a literal's value. In the
 //!    grammar reachable from SELECT/INSERT/UPDATE/DELETE/WITH/VALUES (the only
-//!    first keywords accepted), the actions that do so are `float(p)`'s
-//!    precision (errors, or picks float4/float8) and `UESCAPE` (refused
-//!    above); every other literal becomes an `A_Const` whose value no action
-//!    inspects (`doNegate` only negates it, JSON_TABLE checks only that its
-//!    path is a string constant, which the class preserves). The cache checks
-//!    this on the real parse tree before storing a template: every replaced
-//!    literal must be an `A_Const` at its own offset (or at the `-` that
-//!    negated it). `float(10)`, `CURRENT_TIME(3)` and `int[3]` fail that check
-//!    and stay on the exact-text path.
+//!    first keywords accepted; checked against the actions of pg_query 18's
+//!    `gram.y`), the actions that do so are `float(p)`'s precision (errors, or
+//!    picks float4/float8) and `UESCAPE` (refused above); every other literal
+//!    becomes an `A_Const` whose value no action inspects (`doNegate` only
+//!    negates it, JSON_TABLE checks only that its path is a string constant,
+//!    which the class preserves). The cache checks this on the real parse tree
+//!    of the first text before storing a template: it parsed into one
+//!    statement, and every replaced literal is an `A_Const` at its own offset
+//!    (or at the `-` that negated it). `float(10)`, `CURRENT_TIME(3)` and
+//!    `int[3]` fail that check, so their templates are refused and their
+//!    texts stay on the exact-text path.
 //! 3. **Same classification.** For these statements the classifier reads only
 //!    node types, relation/CTE/function names, WHERE presence, row locks and
 //!    the WITH RECURSIVE flag (`kind.rs`, `walk.rs`), never a constant's value
-//!    or position. So string-named objects (`'users'::regclass`,
-//!    `nextval('seq')`) need no special case: the classifier does not report
-//!    them for any literal, and the template tests would fail the day it
-//!    starts to. Only the span depends on literal lengths; templates are
+//!    or position. So casts (`::`, `CAST`) and string-named objects
+//!    (`'users'::regclass`, `nextval('seq')`) need no special case: the
+//!    classifier does not report the named object for any literal, and the
+//!    template tests (`tests/tiers.rs`) fail the day it starts to, as they
+//!    compare texts differing only in such literals. Debug builds also compare
+//!    every template hit with `classify`. Only the span depends on literal
+//!    lengths; templates are
 //!    single statements, and the span is recomputed here (leading spaces and
 //!    a final `;` excluded) and checked against the parser's before storing.
 use super::Span;
@@ -82,7 +87,7 @@ pub(super) struct Literal {
 /// What [`normalize`] learned besides the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Template {
-    /// The statement's span in the normalized text, as `classify` reports it.
+    /// The statement's span in `sql`, as `classify` reports it.
     pub span: Span,
     pub literals: usize,
 }
@@ -165,23 +170,28 @@ impl Lexer<'_> {
     fn next(&mut self) -> Option<Step> {
         let b = self.b;
         loop {
+            // The hot loop: most bytes are verbatim whatever surrounds them.
+            while b.get(self.i).is_some_and(|&c| PLAIN[usize::from(c)]) {
+                self.i += 1;
+            }
             let Some(&c) = b.get(self.i) else {
                 return Some(Step::End(b.len()));
             };
+            let next = b.get(self.i + 1).copied();
             match c {
                 b'\'' => return self.string().map(Step::Literal),
                 b'"' => self.quoted_ident()?,
+                // A digit inside an identifier (`t1`) is not a number.
+                b'0'..=b'9' if self.prev().is_some_and(is_word_byte) => self.i += 1,
                 b'0'..=b'9' => return self.number().map(Step::Literal),
-                b'.' if b.get(self.i + 1).is_some_and(u8::is_ascii_digit) => {
+                b'.' if next.is_some_and(|n| n.is_ascii_digit()) => {
                     return self.number().map(Step::Literal);
                 }
-                b'a'..=b'z' | b'A'..=b'Z' | b'_' => self.i = word_end(b, self.i),
                 b';' if skip_space(b, self.i + 1) == b.len() => return Some(Step::End(self.i)),
-                b'-' if b.get(self.i + 1) == Some(&b'-') => return None,
-                b'/' if b.get(self.i + 1) == Some(&b'*') => return None,
-                // `;` mid-text, `$`, `\`: refused (see the module doc).
-                b';' | b'$' | b'\\' => return None,
-                c if is_space(c) || c.is_ascii_graphic() => self.i += 1,
+                b'-' if next == Some(b'-') => return None,
+                b'/' if next == Some(b'*') => return None,
+                b'.' | b'-' | b'/' => self.i += 1,
+                // `;` mid-text, `$`, `\`, control and non-ASCII bytes.
                 _ => return None,
             }
         }
@@ -257,7 +267,9 @@ impl Lexer<'_> {
             }
             j = digits(b, k);
         }
-        if b.get(j).is_some_and(|&c| is_word_byte(c) || c == b'.' || !c.is_ascii()) {
+        if b.get(j)
+            .is_some_and(|&c| is_word_byte(c) || c == b'.' || !c.is_ascii())
+        {
             return None;
         }
         self.lit_start = start;
@@ -290,7 +302,9 @@ fn digits(b: &[u8], mut i: usize) -> usize {
 /// End of the identifier or keyword starting at `i` (ASCII only: `$` and
 /// non-ASCII bytes, which PostgreSQL also allows, are refused by the caller).
 fn word_end(b: &[u8], mut i: usize) -> usize {
-    if b.get(i).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') {
+    if b.get(i)
+        .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+    {
         while b.get(i).is_some_and(|&c| is_word_byte(c)) {
             i += 1;
         }
@@ -305,12 +319,32 @@ fn sign_run(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Bytes that are copied to the key as they are, whatever surrounds them:
+/// letters, `_`, spaces, and punctuation that starts no literal, quote or
+/// comment. (A quote glued to a letter, or a digit glued to a word, is judged
+/// where the quote or digit is.)
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 128 {
+        t[c] = (c as u8).is_ascii_alphabetic() || c == b'_' as usize || is_space(c as u8);
+        c += 1;
+    }
+    let punct = b"()[]{},=+*<>!#%^&|`?@~:";
+    let mut i = 0;
+    while i < punct.len() {
+        t[punct[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 fn is_word_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_'
 }
 
 /// PostgreSQL's `space`: `[ \t\n\r\f\v]`.
-fn is_space(c: u8) -> bool {
+const fn is_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
 }
 

@@ -25,11 +25,21 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{origin}: {source}")]
-    Parse { origin: String, source: Box<toml::de::Error> },
+    Parse {
+        origin: String,
+        source: Box<toml::de::Error>,
+    },
     #[error("{origin}: {key}: {reason}")]
-    Invalid { origin: String, key: String, reason: String },
+    Invalid {
+        origin: String,
+        key: String,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -65,7 +75,10 @@ pub struct Listen {
 
 impl Default for Listen {
     fn default() -> Self {
-        Self { address: "127.0.0.1:977".parse().unwrap(), address6: Some("[::1]:977".parse().unwrap()) }
+        Self {
+            address: "127.0.0.1:977".parse().unwrap(),
+            address6: Some("[::1]:977".parse().unwrap()),
+        }
     }
 }
 
@@ -107,7 +120,9 @@ pub struct State {
 
 impl Default for State {
     fn default() -> Self {
-        Self { dir: PathBuf::from("/var/lib/hoop") }
+        Self {
+            dir: PathBuf::from("/var/lib/hoop"),
+        }
     }
 }
 
@@ -123,7 +138,10 @@ pub struct Control {
 
 impl Default for Control {
     fn default() -> Self {
-        Self { socket: PathBuf::from("/run/hoop/control.sock"), operators_group: "hoop-operators".into() }
+        Self {
+            socket: PathBuf::from("/run/hoop/control.sock"),
+            operators_group: "hoop-operators".into(),
+        }
     }
 }
 
@@ -139,7 +157,10 @@ pub struct Proxy {
 
 impl Default for Proxy {
     fn default() -> Self {
-        Self { connect_timeout_ms: 10_000, resolve_interval_s: 300 }
+        Self {
+            connect_timeout_ms: 10_000,
+            resolve_interval_s: 300,
+        }
     }
 }
 
@@ -201,11 +222,17 @@ pub enum UpstreamTls {
 
 impl Target {
     pub fn exact_hosts(&self) -> impl Iterator<Item = &str> {
-        self.hosts.iter().map(String::as_str).filter(|h| !h.starts_with("*."))
+        self.hosts
+            .iter()
+            .map(String::as_str)
+            .filter(|h| !h.starts_with("*."))
     }
 
     pub fn wildcard_hosts(&self) -> impl Iterator<Item = &str> {
-        self.hosts.iter().map(String::as_str).filter(|h| h.starts_with("*."))
+        self.hosts
+            .iter()
+            .map(String::as_str)
+            .filter(|h| h.starts_with("*."))
     }
 
     /// Every protected port, ranges expanded.
@@ -223,42 +250,67 @@ impl Config {
             None if Path::new(DEFAULT_PATH).exists() => {
                 (read(Path::new(DEFAULT_PATH))?, DEFAULT_PATH.to_string())
             }
-            None => (EMBEDDED_DEFAULT.to_string(), "embedded default config".to_string()),
+            None => (
+                EMBEDDED_DEFAULT.to_string(),
+                "embedded default config".to_string(),
+            ),
         };
         Ok((Self::parse(&text, &origin)?, origin))
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let cfg: Self = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { origin: origin.to_string(), source: Box::new(e) })?;
-        cfg.validate().map_err(|(key, reason)| ConfigError::Invalid {
+        let cfg: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
             origin: origin.to_string(),
-            key,
-            reason,
+            source: Box::new(e),
         })?;
+        cfg.validate()
+            .map_err(|(key, reason)| ConfigError::Invalid {
+                origin: origin.to_string(),
+                key,
+                reason,
+            })?;
         Ok(cfg)
     }
 
     fn validate(&self) -> Result<(), (String, String)> {
         let l = &self.listen;
         if !(l.address.is_ipv4() && l.address.ip().is_loopback()) {
-            return Err(("listen.address".into(), "must be an IPv4 loopback address".into()));
+            return Err((
+                "listen.address".into(),
+                "must be an IPv4 loopback address".into(),
+            ));
         }
         if let Some(a6) = l.address6 {
             if !(a6.is_ipv6() && a6.ip().is_loopback()) {
-                return Err(("listen.address6".into(), "must be an IPv6 loopback address".into()));
+                return Err((
+                    "listen.address6".into(),
+                    "must be an IPv6 loopback address".into(),
+                ));
             }
         }
         let i = &self.intercept;
         if i.mark == 0 {
-            return Err(("intercept.mark".into(), "must not be 0 (0 is every unmarked socket)".into()));
+            return Err((
+                "intercept.mark".into(),
+                "must not be 0 (0 is every unmarked socket)".into(),
+            ));
         }
-        if i.nft_table.is_empty() || !i.nft_table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        if i.nft_table.is_empty()
+            || !i
+                .nft_table
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
-            return Err(("intercept.nft_table".into(), "must be non-empty [A-Za-z0-9_]".into()));
+            return Err((
+                "intercept.nft_table".into(),
+                "must be non-empty [A-Za-z0-9_]".into(),
+            ));
         }
         if !i.pin_dir.is_absolute() {
-            return Err(("intercept.pin_dir".into(), "must be an absolute path".into()));
+            return Err((
+                "intercept.pin_dir".into(),
+                "must be an absolute path".into(),
+            ));
         }
         if let Some(cg) = &i.cgroup {
             if !cg.is_absolute() {
@@ -280,7 +332,10 @@ impl Config {
         if let Err(crate::audit::AuditError::Config { field, reason }) = self.audit.validate() {
             return Err((format!("audit.{field}"), reason.to_string()));
         }
-        for (key, p) in [("audit.dir", &self.audit.dir), ("audit.key_path", &self.audit.key_path)] {
+        for (key, p) in [
+            ("audit.dir", &self.audit.dir),
+            ("audit.key_path", &self.audit.key_path),
+        ] {
             if !p.as_os_str().is_empty() && !p.is_absolute() {
                 return Err((key.into(), "must be an absolute path".into()));
             }
@@ -303,7 +358,9 @@ impl Config {
 
     /// The listener addresses (IPv4 first).
     pub fn listen_addrs(&self) -> Vec<SocketAddr> {
-        std::iter::once(self.listen.address).chain(self.listen.address6).collect()
+        std::iter::once(self.listen.address)
+            .chain(self.listen.address6)
+            .collect()
     }
 }
 
@@ -314,7 +371,10 @@ fn validate_target(
 ) -> Result<(), (String, String)> {
     let name_ok = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
     if t.name.is_empty() || !t.name.chars().all(name_ok) {
-        return Err((key("name"), format!("{:?} must be non-empty [A-Za-z0-9-_.]", t.name)));
+        return Err((
+            key("name"),
+            format!("{:?} must be non-empty [A-Za-z0-9-_.]", t.name),
+        ));
     }
     if t.ports.is_empty() {
         return Err((key("ports"), "at least one port is required".into()));
@@ -324,13 +384,21 @@ fn validate_target(
     }
     for (j, k) in t.deny_statements.iter().enumerate() {
         if crate::classify::StatementKind::from_name(k).is_none() {
-            return Err((key(&format!("deny_statements[{j}]")), format!("{k:?} is not a statement kind")));
+            return Err((
+                key(&format!("deny_statements[{j}]")),
+                format!("{k:?} is not a statement kind"),
+            ));
         }
     }
     if t.protocol != Protocol::Postgres
-        && (!t.deny_statements.is_empty() || t.upstream_ca.is_some() || t.upstream_tls != UpstreamTls::Require)
+        && (!t.deny_statements.is_empty()
+            || t.upstream_ca.is_some()
+            || t.upstream_tls != UpstreamTls::Require)
     {
-        return Err((key("protocol"), "deny_statements, upstream_ca and upstream_tls need protocol \"postgres\"".into()));
+        return Err((
+            key("protocol"),
+            "deny_statements, upstream_ca and upstream_tls need protocol \"postgres\"".into(),
+        ));
     }
     if let Some(ca) = &t.upstream_ca {
         if !ca.is_absolute() {
@@ -342,16 +410,25 @@ fn validate_target(
     }
     for (j, h) in t.hosts.iter().enumerate() {
         if !valid_host(h) {
-            return Err((key(&format!("hosts[{j}]")), format!("{h:?} is not a host name or *.suffix")));
+            return Err((
+                key(&format!("hosts[{j}]")),
+                format!("{h:?} is not a host name or *.suffix"),
+            ));
         }
     }
     for (j, c) in t.cidrs.iter().enumerate() {
         if *c != c.trunc() {
-            return Err((key(&format!("cidrs[{j}]")), format!("{c} has host bits set (use {})", c.trunc())));
+            return Err((
+                key(&format!("cidrs[{j}]")),
+                format!("{c} has host bits set (use {})", c.trunc()),
+            ));
         }
         for l in std::iter::once(listen.address).chain(listen.address6) {
             if c.contains(&l.ip()) && t.ports.iter().any(|p| p.contains(l.port())) {
-                return Err((key(&format!("cidrs[{j}]")), format!("covers hoopd's own listener {l}")));
+                return Err((
+                    key(&format!("cidrs[{j}]")),
+                    format!("covers hoopd's own listener {l}"),
+                ));
             }
         }
     }
@@ -373,5 +450,8 @@ pub fn valid_host(h: &str) -> bool {
 }
 
 fn read(p: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })
+    std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+        path: p.to_path_buf(),
+        source,
+    })
 }

@@ -43,7 +43,11 @@ impl PortSpec {
 
 impl std::fmt::Display for PortSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.lo == self.hi { write!(f, "{}", self.lo) } else { write!(f, "{}-{}", self.lo, self.hi) }
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
     }
 }
 
@@ -55,15 +59,22 @@ impl<'de> Deserialize<'de> for PortSpec {
             Num(i64),
             Text(String),
         }
-        let port = |n: i64| u16::try_from(n).map_err(|_| de::Error::custom(format!("port {n} out of range")));
+        let port = |n: i64| {
+            u16::try_from(n).map_err(|_| de::Error::custom(format!("port {n} out of range")))
+        };
         match Raw::deserialize(d)? {
             Raw::Num(n) => Ok(Self::single(port(n)?)),
             Raw::Text(s) => {
                 let parse = |t: &str| {
-                    t.trim().parse::<i64>().map_err(|_| de::Error::custom(format!("bad port {t:?} in {s:?}")))
+                    t.trim()
+                        .parse::<i64>()
+                        .map_err(|_| de::Error::custom(format!("bad port {t:?} in {s:?}")))
                 };
                 match s.split_once('-') {
-                    Some((a, b)) => Ok(Self { lo: port(parse(a)?)?, hi: port(parse(b)?)? }),
+                    Some((a, b)) => Ok(Self {
+                        lo: port(parse(a)?)?,
+                        hi: port(parse(b)?)?,
+                    }),
                     None => Ok(Self::single(port(parse(&s)?)?)),
                 }
             }

@@ -13,13 +13,19 @@ fn embedded_default_is_valid() {
     assert_eq!(sql.port_list().count(), 1 + 1000);
     assert!(sql.wildcard_hosts().any(|h| h == "*.database.windows.net"));
     let arm = cfg.targets.iter().find(|t| t.name == "arm").unwrap();
-    assert_eq!(arm.exact_hosts().collect::<Vec<_>>(), ["management.azure.com"]);
+    assert_eq!(
+        arm.exact_hosts().collect::<Vec<_>>(),
+        ["management.azure.com"]
+    );
 }
 
 #[test]
 fn empty_file_gets_defaults() {
     let cfg = Config::parse("", "t").unwrap();
-    assert_eq!(cfg, Config::parse("[listen]\n[intercept]\n[state]\n[proxy]\n", "t").unwrap());
+    assert_eq!(
+        cfg,
+        Config::parse("[listen]\n[intercept]\n[state]\n[proxy]\n", "t").unwrap()
+    );
     assert_eq!(cfg.state.dir, PathBuf::from("/var/lib/hoop"));
     assert!(cfg.intercept.guard);
 }
@@ -27,7 +33,10 @@ fn empty_file_gets_defaults() {
 #[test]
 fn unknown_keys_are_named() {
     assert!(invalid("[listen]\nadress = \"127.0.0.1:1\"\n").contains("adress"));
-    assert!(invalid("[[target]]\nname='a'\nprotocol='tcp'\ncidrs=['10.0.0.0/8']\nports=[1]\ncolor=1\n").contains("color"));
+    assert!(
+        invalid("[[target]]\nname='a'\nprotocol='tcp'\ncidrs=['10.0.0.0/8']\nports=[1]\ncolor=1\n")
+            .contains("color")
+    );
     assert!(invalid("[bogus]\n").contains("bogus"));
 }
 
@@ -41,7 +50,10 @@ fn bad_values_are_named() {
     assert!(invalid(&t("cidrs=['10.0.0.0/8']\nports=[]")).contains("target[0].ports"));
     assert!(invalid(&t("ports=[1]")).contains("target[0].cidrs"));
     assert!(invalid(&t("hosts=['bad host']\nports=[1]")).contains("target[0].hosts[0]"));
-    assert!(invalid("[[target]]\nname='a'\nprotocol='ftp'\ncidrs=['10.0.0.0/8']\nports=[1]\n").contains("ftp"));
+    assert!(
+        invalid("[[target]]\nname='a'\nprotocol='ftp'\ncidrs=['10.0.0.0/8']\nports=[1]\n")
+            .contains("ftp")
+    );
     assert!(invalid("[listen]\naddress='10.0.0.1:977'\n").contains("listen.address"));
     assert!(invalid("[intercept]\nmark=0\n").contains("intercept.mark"));
     assert!(invalid("[state]\ndir='relative'\n").contains("state.dir"));
@@ -49,7 +61,9 @@ fn bad_values_are_named() {
 
 #[test]
 fn listener_cannot_be_a_target() {
-    let e = invalid("[[target]]\nname='a'\nprotocol='tcp'\ncidrs=['127.0.0.0/8']\nports=['900-1000']\n");
+    let e = invalid(
+        "[[target]]\nname='a'\nprotocol='tcp'\ncidrs=['127.0.0.0/8']\nports=['900-1000']\n",
+    );
     assert!(e.contains("covers hoopd's own listener"), "{e}");
 }
 

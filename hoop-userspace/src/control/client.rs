@@ -17,14 +17,23 @@ impl Client {
     pub fn connect(socket: &Path) -> Result<Self, String> {
         let s = UnixStream::connect(socket).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                format!("hoopd is not running (no control socket at {}): {e}", socket.display())
+                format!(
+                    "hoopd is not running (no control socket at {}): {e}",
+                    socket.display()
+                )
             }
             std::io::ErrorKind::PermissionDenied => {
-                format!("not allowed to open {} (root or the operators group): {e}", socket.display())
+                format!(
+                    "not allowed to open {} (root or the operators group): {e}",
+                    socket.display()
+                )
             }
             _ => format!("{}: {e}", socket.display()),
         })?;
-        Ok(Self { reader: BufReader::new(s.try_clone().map_err(|e| e.to_string())?), writer: s })
+        Ok(Self {
+            reader: BufReader::new(s.try_clone().map_err(|e| e.to_string())?),
+            writer: s,
+        })
     }
 
     pub fn call(&mut self, req: &Request) -> Result<serde_json::Value, String> {
@@ -37,10 +46,19 @@ impl Client {
     /// The next response (for `watch`, the next event).
     pub fn next(&mut self) -> Result<serde_json::Value, String> {
         let mut line = String::new();
-        if self.reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+        if self
+            .reader
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?
+            == 0
+        {
             return Err("hoopd closed the control connection".into());
         }
         let r: Response = serde_json::from_str(&line).map_err(|e| format!("bad response: {e}"))?;
-        if r.ok { Ok(r.data.unwrap_or_default()) } else { Err(r.error.unwrap_or_default()) }
+        if r.ok {
+            Ok(r.data.unwrap_or_default())
+        } else {
+            Err(r.error.unwrap_or_default())
+        }
     }
 }

@@ -41,17 +41,28 @@ pub struct Response {
 
 impl Response {
     pub fn ok(data: serde_json::Value) -> Self {
-        Self { ok: true, data: Some(data), error: None }
+        Self {
+            ok: true,
+            data: Some(data),
+            error: None,
+        }
     }
 
     pub fn err(e: impl Into<String>) -> Self {
-        Self { ok: false, data: None, error: Some(e.into()) }
+        Self {
+            ok: false,
+            data: None,
+            error: Some(e.into()),
+        }
     }
 }
 
 /// Binds the socket (replacing a stale one), mode 0660, group = the operators group if it exists.
 pub fn bind(cfg: &Control) -> Result<UnixListener, crate::daemon::DaemonError> {
-    let err = |source| crate::daemon::DaemonError::Control { path: cfg.socket.clone(), source };
+    let err = |source| crate::daemon::DaemonError::Control {
+        path: cfg.socket.clone(),
+        source,
+    };
     if let Some(dir) = cfg.socket.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
@@ -100,13 +111,23 @@ async fn connection(s: UnixStream, node: &Node, cfg: &Control) -> io::Result<()>
     let cred = s.peer_cred()?;
     let pid = cred.pid();
     let proc_dir = pid.map(|p| format!("/proc/{p}"));
-    let read = |f: &str| proc_dir.as_ref().and_then(|d| std::fs::read_to_string(Path::new(d).join(f)).ok());
+    let read = |f: &str| {
+        proc_dir
+            .as_ref()
+            .and_then(|d| std::fs::read_to_string(Path::new(d).join(f)).ok())
+    };
     let caller = Caller {
         uid: cred.uid(),
         gid: cred.gid(),
         pid,
-        exe: proc_dir.as_ref().and_then(|d| std::fs::read_link(Path::new(d).join("exe")).ok()).map(|p| p.display().to_string()),
-        cgroup: read("cgroup").and_then(|c| c.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string))),
+        exe: proc_dir
+            .as_ref()
+            .and_then(|d| std::fs::read_link(Path::new(d).join("exe")).ok())
+            .map(|p| p.display().to_string()),
+        cgroup: read("cgroup").and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        }),
     };
     let (rd, mut wr) = s.into_split();
     let mut lines = BufReader::new(rd).lines();
@@ -114,7 +135,10 @@ async fn connection(s: UnixStream, node: &Node, cfg: &Control) -> io::Result<()>
     while let Some(line) = lines.next_line().await? {
         // refused after reading the request, so the caller reads the answer instead of a reset
         if let Err(why) = &authorised {
-            let _ = node.audit.append("control.refused", &serde_json::json!({"caller": caller, "reason": why}));
+            let _ = node.audit.append(
+                "control.refused",
+                &serde_json::json!({"caller": caller, "reason": why}),
+            );
             tracing::warn!(uid = caller.uid, pid = ?caller.pid, reason = %why, "control caller refused");
             return send(&mut wr, &Response::err(format!("not authorised: {why}"))).await;
         }
@@ -128,7 +152,11 @@ async fn connection(s: UnixStream, node: &Node, cfg: &Control) -> io::Result<()>
         let audited = serde_json::json!({"caller": caller, "request": req});
         if let Err(e) = node.audit.append("control", &audited) {
             // every control action is audited: no record, no action
-            send(&mut wr, &Response::err(format!("audit trail unavailable: {e}"))).await?;
+            send(
+                &mut wr,
+                &Response::err(format!("audit trail unavailable: {e}")),
+            )
+            .await?;
             continue;
         }
         if matches!(req, Request::Watch) {
@@ -146,7 +174,12 @@ pub(crate) async fn send(wr: &mut (impl AsyncWriteExt + Unpin), r: &Response) ->
 }
 
 /// Root or the operators group, and not an agent's cgroup.
-fn authorize(c: &Caller, proc_status: Option<&str>, node: &Node, cfg: &Control) -> Result<(), String> {
+fn authorize(
+    c: &Caller,
+    proc_status: Option<&str>,
+    node: &Node,
+    cfg: &Control,
+) -> Result<(), String> {
     if let Some(cg) = &c.cgroup {
         let agents = node.agent_cgroups.lock().unwrap();
         let cg_path = Path::new(cg);
@@ -158,23 +191,38 @@ fn authorize(c: &Caller, proc_status: Option<&str>, node: &Node, cfg: &Control) 
         return Ok(());
     }
     let Some(gid) = group_id(&cfg.operators_group) else {
-        return Err(format!("uid {} is not root and group {} does not exist", c.uid, cfg.operators_group));
+        return Err(format!(
+            "uid {} is not root and group {} does not exist",
+            c.uid, cfg.operators_group
+        ));
     };
     let groups: Vec<u32> = proc_status
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Groups:")))
-        .map(|g| g.split_whitespace().filter_map(|x| x.parse().ok()).collect())
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
         .unwrap_or_default();
     if c.gid == gid || groups.contains(&gid) {
         Ok(())
     } else {
-        Err(format!("uid {} is neither root nor in group {}", c.uid, cfg.operators_group))
+        Err(format!(
+            "uid {} is neither root nor in group {}",
+            c.uid, cfg.operators_group
+        ))
     }
 }
 
 /// The gid of `name` from /etc/group.
 fn group_id(name: &str) -> Option<u32> {
-    std::fs::read_to_string("/etc/group").ok()?.lines().find_map(|l| {
-        let mut f = l.split(':');
-        (f.next()? == name).then(|| f.nth(1)?.parse().ok()).flatten()
-    })
+    std::fs::read_to_string("/etc/group")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next()? == name)
+                .then(|| f.nth(1)?.parse().ok())
+                .flatten()
+        })
 }

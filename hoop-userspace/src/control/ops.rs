@@ -44,7 +44,9 @@ pub fn handle(node: &Node, req: Request) -> Response {
 /// A session by full id or unique prefix.
 fn find(node: &Node, id: &str) -> Option<std::sync::Arc<crate::session::Session>> {
     let sessions = node.sessions.lock().unwrap();
-    let mut hits = sessions.values().filter(|s| s.id.to_string().starts_with(id));
+    let mut hits = sessions
+        .values()
+        .filter(|s| s.id.to_string().starts_with(id));
     let first = hits.next()?.clone();
     hits.next().is_none().then_some(first)
 }

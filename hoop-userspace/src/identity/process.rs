@@ -44,7 +44,10 @@ impl ProcessFacts {
             ..Self::default()
         };
         let dir = proc_root.join(orig.tgid.to_string());
-        let Some(start) = std::fs::read_to_string(dir.join("stat")).ok().and_then(|s| stat_start_ticks(&s)) else {
+        let Some(start) = std::fs::read_to_string(dir.join("stat"))
+            .ok()
+            .and_then(|s| stat_start_ticks(&s))
+        else {
             f.unverified = Some("process exited");
             return f;
         };
@@ -58,13 +61,21 @@ impl ProcessFacts {
             return f;
         }
         f.start_ticks = Some(start);
-        f.exe = std::fs::read_link(dir.join("exe")).ok().map(|p| p.display().to_string());
+        f.exe = std::fs::read_link(dir.join("exe"))
+            .ok()
+            .map(|p| p.display().to_string());
         f.cmdline = std::fs::read(dir.join("cmdline")).ok().map(|b| {
-            b.split(|c| *c == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+            b.split(|c| *c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
         });
         f.cgroup = std::fs::read_to_string(dir.join("cgroup"))
             .ok()
-            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string)));
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+            });
         f
     }
 }
@@ -88,7 +99,8 @@ mod tests {
 
     #[test]
     fn parses_start_time_past_odd_comm() {
-        let stat = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let stat =
+            "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         assert_eq!(stat_start_ticks(stat), Some(987654));
     }
 
@@ -108,7 +120,13 @@ mod tests {
     fn verified_process_gets_proc_facts() {
         let f = ProcessFacts::read(&own_orig());
         assert_eq!(f.unverified, None);
-        assert_eq!(f.exe.as_deref(), std::env::current_exe().ok().map(|p| p.display().to_string()).as_deref());
+        assert_eq!(
+            f.exe.as_deref(),
+            std::env::current_exe()
+                .ok()
+                .map(|p| p.display().to_string())
+                .as_deref()
+        );
         assert!(f.cmdline.unwrap()[0].contains("hoop_userspace"));
         assert!(f.cgroup.is_some());
     }

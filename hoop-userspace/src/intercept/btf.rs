@@ -73,10 +73,15 @@ impl<'a> Btf<'a> {
         let (type_off, type_len) = (u32_at(data, 8)? as usize, u32_at(data, 12)? as usize);
         let (str_off, str_len) = (u32_at(data, 16)? as usize, u32_at(data, 20)? as usize);
         let section = |off: usize, len: usize| {
-            data.get(hdr_len + off..hdr_len + off + len).ok_or(BtfError::Malformed("section out of range"))
+            data.get(hdr_len + off..hdr_len + off + len)
+                .ok_or(BtfError::Malformed("section out of range"))
         };
         let (types_raw, strings) = (section(type_off, type_len)?, section(str_off, str_len)?);
-        let mut btf = Self { strings, types: Vec::new(), by_name: HashMap::new() };
+        let mut btf = Self {
+            strings,
+            types: Vec::new(),
+            by_name: HashMap::new(),
+        };
         let mut pos = 0;
         while pos < types_raw.len() {
             let (ty, len) = parse_type(types_raw, pos)?;
@@ -98,16 +103,21 @@ impl<'a> Btf<'a> {
     }
 
     fn struct_id(&self, name: &str) -> Result<u32, BtfError> {
-        self.by_name.get(name.as_bytes()).copied().ok_or_else(|| BtfError::NoStruct(name.into()))
+        self.by_name
+            .get(name.as_bytes())
+            .copied()
+            .ok_or_else(|| BtfError::NoStruct(name.into()))
     }
 
     /// Byte offset of `name` in composite `id`, looking through anonymous structs and unions.
     fn member_offset(&self, id: u32, name: &str) -> Result<u32, BtfError> {
-        self.find(id, name.as_bytes(), 0).ok_or_else(|| BtfError::NoMember(name.into()))
+        self.find(id, name.as_bytes(), 0)
+            .ok_or_else(|| BtfError::NoMember(name.into()))
     }
 
     fn find(&self, id: u32, name: &[u8], base_bits: u32) -> Option<u32> {
-        let Some(Ty::Composite { members, .. }) = self.types.get(id.checked_sub(1)? as usize) else {
+        let Some(Ty::Composite { members, .. }) = self.types.get(id.checked_sub(1)? as usize)
+        else {
             return None;
         };
         for m in members {
@@ -130,11 +140,11 @@ fn parse_type(b: &[u8], pos: usize) -> Result<(Ty, usize), BtfError> {
     let info = u32_at(b, pos + 4)?;
     let (vlen, kind, kind_flag) = ((info & 0xffff) as usize, (info >> 24) & 0x1f, info >> 31);
     let extra = match kind {
-        1 | 14 | 17 => 4,              // INT, VAR, DECL_TAG
-        3 => 12,                       // ARRAY
-        4 | 5 | 15 | 19 => vlen * 12,  // STRUCT, UNION, DATASEC, ENUM64
-        6 | 13 => vlen * 8,            // ENUM, FUNC_PROTO
-        2 | 7..=12 | 16 | 18 => 0,     // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG
+        1 | 14 | 17 => 4,             // INT, VAR, DECL_TAG
+        3 => 12,                      // ARRAY
+        4 | 5 | 15 | 19 => vlen * 12, // STRUCT, UNION, DATASEC, ENUM64
+        6 | 13 => vlen * 8,           // ENUM, FUNC_PROTO
+        2 | 7..=12 | 16 | 18 => 0, // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG
         _ => return Err(BtfError::Malformed("unknown BTF kind")),
     };
     let ty = if kind == KIND_STRUCT || kind == KIND_UNION {
@@ -143,8 +153,16 @@ fn parse_type(b: &[u8], pos: usize) -> Result<(Ty, usize), BtfError> {
             let m = pos + 12 + i * 12;
             let raw = u32_at(b, m + 8)?;
             // with kind_flag the low 24 bits are the offset and the high 8 a bitfield size
-            let bit_offset = if kind_flag == 1 { raw & 0x00ff_ffff } else { raw };
-            members.push(Member { name_off: u32_at(b, m)?, type_id: u32_at(b, m + 4)?, bit_offset });
+            let bit_offset = if kind_flag == 1 {
+                raw & 0x00ff_ffff
+            } else {
+                raw
+            };
+            members.push(Member {
+                name_off: u32_at(b, m)?,
+                type_id: u32_at(b, m + 4)?,
+                bit_offset,
+            });
         }
         Ty::Composite { name_off, members }
     } else {
@@ -163,8 +181,14 @@ mod tests {
         }
         let o = super::task_offsets().unwrap();
         // task_struct is several KiB; both fields live well inside it and are pointer-aligned
-        assert!(o.group_leader > 0 && o.group_leader < 16384 && o.group_leader % 8 == 0, "{o:?}");
-        assert!(o.start_boottime > 0 && o.start_boottime < 16384 && o.start_boottime % 8 == 0, "{o:?}");
+        assert!(
+            o.group_leader > 0 && o.group_leader < 16384 && o.group_leader % 8 == 0,
+            "{o:?}"
+        );
+        assert!(
+            o.start_boottime > 0 && o.start_boottime < 16384 && o.start_boottime % 8 == 0,
+            "{o:?}"
+        );
         assert_ne!(o.group_leader, o.start_boottime);
     }
 }

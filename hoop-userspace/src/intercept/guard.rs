@@ -60,7 +60,11 @@ pub fn render(spec: &GuardSpec<'_>, targets: &TargetSet) -> Result<String, Guard
     let mut out = format!("table inet {} {{\n", spec.table);
     let mut rules = String::new();
     for (i, (ports, (v4, v6))) in groups.iter().enumerate() {
-        let ports = ports.iter().map(PortSpec::to_string).collect::<Vec<_>>().join(", ");
+        let ports = ports
+            .iter()
+            .map(PortSpec::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         for (fam, ty, nets) in [("ip", "ipv4_addr", v4), ("ip6", "ipv6_addr", v6)] {
             let mut nets = nets.clone();
             nets.sort();
@@ -68,7 +72,11 @@ pub fn render(spec: &GuardSpec<'_>, targets: &TargetSet) -> Result<String, Guard
             let set = format!("p{i}_{ty}");
             let _ = write!(out, "  set {set} {{ type {ty}; flags interval; auto-merge;");
             if !nets.is_empty() {
-                let elems = nets.iter().map(IpNet::to_string).collect::<Vec<_>>().join(", ");
+                let elems = nets
+                    .iter()
+                    .map(IpNet::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 let _ = write!(out, " elements = {{ {elems} }};");
             }
             out.push_str(" }\n");
@@ -90,13 +98,18 @@ pub fn render(spec: &GuardSpec<'_>, targets: &TargetSet) -> Result<String, Guard
 pub fn apply(spec: &GuardSpec<'_>, targets: &TargetSet) -> Result<(), GuardError> {
     let table = render(spec, targets)?;
     // declaring the table first makes the delete valid when it does not exist yet
-    let script = format!("table inet {t} {{}}\ndelete table inet {t}\n{table}", t = spec.table);
+    let script = format!(
+        "table inet {t} {{}}\ndelete table inet {t}\n{table}",
+        t = spec.table
+    );
     nft(&script)
 }
 
 /// Removes the guard table (no error when it is absent).
 pub fn remove(table: &str) -> Result<(), GuardError> {
-    nft(&format!("table inet {table} {{}}\ndelete table inet {table}\n"))
+    nft(&format!(
+        "table inet {table} {{}}\ndelete table inet {table}\n"
+    ))
 }
 
 /// Whether the guard table exists.
@@ -117,10 +130,17 @@ fn nft(script: &str) -> Result<(), GuardError> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(GuardError::Spawn)?;
-    child.stdin.take().expect("piped").write_all(script.as_bytes()).map_err(GuardError::Spawn)?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(script.as_bytes())
+        .map_err(GuardError::Spawn)?;
     let out = child.wait_with_output().map_err(GuardError::Spawn)?;
     if !out.status.success() {
-        return Err(GuardError::Nft(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+        return Err(GuardError::Nft(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
     }
     Ok(())
 }
@@ -134,7 +154,10 @@ fn scope_match(scope: &CgroupScope) -> Result<String, GuardError> {
         .path
         .strip_prefix(Path::new(NFT_CGROUP_BASE))
         .map_err(|_| GuardError::Scope(scope.path.display().to_string()))?;
-    let rel = rel.to_str().filter(|s| s.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\'));
+    let rel = rel.to_str().filter(|s| {
+        s.chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+    });
     let rel = rel.ok_or_else(|| GuardError::Scope(scope.path.display().to_string()))?;
     Ok(format!("socket cgroupv2 level {} \"{rel}\" ", scope.level))
 }
@@ -150,7 +173,9 @@ fn merged(ports: &[PortSpec]) -> Vec<PortSpec> {
             _ => out.push((lo, hi)),
         }
     }
-    out.into_iter().map(|(lo, hi)| PortSpec::range(lo, hi)).collect()
+    out.into_iter()
+        .map(|(lo, hi)| PortSpec::range(lo, hi))
+        .collect()
 }
 
 #[cfg(test)]
@@ -161,7 +186,10 @@ mod tests {
     #[test]
     fn merges_port_ranges() {
         let p = |lo, hi| PortSpec::range(lo, hi);
-        assert_eq!(merged(&[p(1433, 1433), p(11000, 11999), p(1400, 1500), p(1501, 1501)]), vec![p(1400, 1501), p(11000, 11999)]);
+        assert_eq!(
+            merged(&[p(1433, 1433), p(11000, 11999), p(1400, 1500), p(1501, 1501)]),
+            vec![p(1400, 1501), p(11000, 11999)]
+        );
     }
 
     #[test]
@@ -185,8 +213,19 @@ mod tests {
             level: 2,
             id: 42,
         };
-        let text = render(&GuardSpec { table: "hoop", mark: 0x10, scope: &scope }, &set).unwrap();
-        assert!(text.contains("elements = { 10.0.0.0/8, 10.1.2.3/32 }"), "{text}");
+        let text = render(
+            &GuardSpec {
+                table: "hoop",
+                mark: 0x10,
+                scope: &scope,
+            },
+            &set,
+        )
+        .unwrap();
+        assert!(
+            text.contains("elements = { 10.0.0.0/8, 10.1.2.3/32 }"),
+            "{text}"
+        );
         assert!(text.contains(
             "socket cgroupv2 level 2 \"unified/ci/job1\" meta mark != 0x10 ip daddr @p0_ipv4_addr tcp dport { 1433, 11000-11999 } counter drop"
         ), "{text}");

@@ -10,8 +10,8 @@
 
 pub mod btf;
 pub mod guard;
-mod resolve;
 mod pins;
+mod resolve;
 pub mod sys;
 pub mod targets;
 
@@ -25,7 +25,9 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, MapError, PerCpuArray, lpm_trie::Key},
 };
-use hoop_common::{ClientKey, NodeConfig, OrigDst, TargetRef, TargetV4, TargetV6, maps, stats, v4_mapped};
+use hoop_common::{
+    ClientKey, NodeConfig, OrigDst, TargetRef, TargetV4, TargetV6, maps, stats, v4_mapped,
+};
 
 use crate::config::Config;
 pub use resolve::{report_pending_wildcards, resolve_hosts};
@@ -45,17 +47,32 @@ pub enum InterceptError {
     #[error("cgroup: {0}")]
     Cgroup(std::io::Error),
     #[error("bpffs at {path}: {source}")]
-    Bpffs { path: PathBuf, source: std::io::Error },
+    Bpffs {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("loading the eBPF object: {0}")]
     Load(#[from] aya::EbpfError),
     #[error("eBPF program {name}: {source}")]
-    Program { name: &'static str, source: aya::programs::ProgramError },
+    Program {
+        name: &'static str,
+        source: aya::programs::ProgramError,
+    },
     #[error("eBPF link of {name}: {source}")]
-    Link { name: &'static str, source: aya::programs::links::LinkError },
+    Link {
+        name: &'static str,
+        source: aya::programs::links::LinkError,
+    },
     #[error("eBPF map {name}: {source}")]
-    Map { name: &'static str, source: MapError },
+    Map {
+        name: &'static str,
+        source: MapError,
+    },
     #[error("pin {path}: {source}")]
-    Pin { path: PathBuf, source: std::io::Error },
+    Pin {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("nftables guard: {0}")]
     Guard(#[from] guard::GuardError),
 }
@@ -91,12 +108,20 @@ impl Intercept {
             return Err(InterceptError::NoObject);
         }
         raise_memlock();
-        let scope = CgroupScope::resolve(cfg.intercept.cgroup.as_deref()).map_err(InterceptError::Cgroup)?;
+        let scope = CgroupScope::resolve(cfg.intercept.cgroup.as_deref())
+            .map_err(InterceptError::Cgroup)?;
         let pin_dir = cfg.intercept.pin_dir.clone();
         let pins = pins::Pins::new(&pin_dir);
-        pins.create().map_err(|source| InterceptError::Bpffs { path: pin_dir.clone(), source })?;
+        pins.create().map_err(|source| InterceptError::Bpffs {
+            path: pin_dir.clone(),
+            source,
+        })?;
 
-        let log_level = if tracing::enabled!(target: "hoop_ebpf", tracing::Level::DEBUG) { 4u8 } else { 2 };
+        let log_level = if tracing::enabled!(target: "hoop_ebpf", tracing::Level::DEBUG) {
+            4u8
+        } else {
+            2
+        };
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pins.maps())
             .override_global(aya_log::LEVEL, &log_level, false)
@@ -104,7 +129,9 @@ impl Intercept {
         spawn_ebpf_logger(&mut ebpf);
 
         let mut config: Array<MapData, NodeConfig> = take(&mut ebpf, maps::CONFIG)?;
-        config.set(0, node_config(cfg), 0).map_err(map_err(maps::CONFIG))?;
+        config
+            .set(0, node_config(cfg), 0)
+            .map_err(map_err(maps::CONFIG))?;
         let mut this = Self {
             targets_v4: Mutex::new(take(&mut ebpf, maps::TARGETS_V4)?),
             targets_v6: Mutex::new(take(&mut ebpf, maps::TARGETS_V6)?),
@@ -117,8 +144,12 @@ impl Intercept {
         for c in this.sync_targets(set)? {
             tracing::warn!(conflict = %c, "overlapping targets");
         }
-        let cgroup = std::fs::File::open(&this.scope.path)
-            .map_err(|e| InterceptError::Cgroup(std::io::Error::other(format!("{}: {e}", this.scope.path.display()))))?;
+        let cgroup = std::fs::File::open(&this.scope.path).map_err(|e| {
+            InterceptError::Cgroup(std::io::Error::other(format!(
+                "{}: {e}",
+                this.scope.path.display()
+            )))
+        })?;
         pins.attach_all(&mut this.ebpf, &cgroup)?;
         tracing::info!(cgroup = %this.scope.path.display(), pins = %this.pin_dir.display(), "eBPF redirect attached");
         Ok(this)
@@ -145,7 +176,11 @@ impl Intercept {
             IpAddr::V4(v4) => v4_mapped(v4.octets()),
             IpAddr::V6(v6) => v6.octets(),
         };
-        let key = ClientKey { addr, port: peer.port(), _pad: 0 };
+        let key = ClientKey {
+            addr,
+            port: peer.port(),
+            _pad: 0,
+        };
         let mut m = self.by_client.lock().unwrap();
         let orig = m.get(&key, 0).ok()?;
         let _ = m.remove(&key);
@@ -165,7 +200,12 @@ impl Intercept {
 /// Removes every pin (detaching the programs) and the guard table: the explicit way back to an
 /// unprotected host.
 pub fn teardown(pin_dir: &Path, nft_table: &str) -> Result<(), InterceptError> {
-    pins::Pins::new(pin_dir).remove_all().map_err(|source| InterceptError::Pin { path: pin_dir.into(), source })?;
+    pins::Pins::new(pin_dir)
+        .remove_all()
+        .map_err(|source| InterceptError::Pin {
+            path: pin_dir.into(),
+            source,
+        })?;
     guard::remove(nft_table)?;
     Ok(())
 }
@@ -198,11 +238,17 @@ fn take<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, InterceptError>
 where
     M: TryFrom<aya::maps::Map, Error = MapError>,
 {
-    let map = ebpf.take_map(name).ok_or(InterceptError::Map { name, source: MapError::InvalidName { name: name.into() } })?;
+    let map = ebpf.take_map(name).ok_or(InterceptError::Map {
+        name,
+        source: MapError::InvalidName { name: name.into() },
+    })?;
     M::try_from(map).map_err(map_err(name))
 }
 
-fn sync_trie<K, V>(trie: &mut LpmTrie<MapData, K, V>, want: &std::collections::HashMap<(u32, K), V>) -> Result<(), MapError>
+fn sync_trie<K, V>(
+    trie: &mut LpmTrie<MapData, K, V>,
+    want: &std::collections::HashMap<(u32, K), V>,
+) -> Result<(), MapError>
 where
     K: aya::Pod + std::hash::Hash + Eq,
     V: aya::Pod + PartialEq,
@@ -210,8 +256,11 @@ where
     for ((prefix, data), v) in want {
         trie.insert(&Key::new(*prefix, *data), *v, 0)?;
     }
-    let stale: Vec<Key<K>> =
-        trie.keys().filter_map(Result::ok).filter(|k| !want.contains_key(&(k.prefix_len(), k.data()))).collect();
+    let stale: Vec<Key<K>> = trie
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !want.contains_key(&(k.prefix_len(), k.data())))
+        .collect();
     for k in stale {
         trie.remove(&k)?;
     }
@@ -220,7 +269,10 @@ where
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; harmless on newer ones.
 fn raise_memlock() {
-    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: setrlimit with a valid struct.
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
 }
@@ -236,7 +288,9 @@ fn spawn_ebpf_logger(ebpf: &mut Ebpf) {
     };
     // SAFETY: the logger owns the ring buffer's fd and lives inside the AsyncFd, so the fd stays
     // open for as long as it is registered.
-    let fd = match unsafe { tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) } {
+    let fd = match unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE)
+    } {
         Ok(fd) => fd,
         Err(e) => {
             tracing::warn!(error = %e, "eBPF log forwarding unavailable");
@@ -246,7 +300,9 @@ fn spawn_ebpf_logger(ebpf: &mut Ebpf) {
     tokio::spawn(async move {
         let mut fd = fd;
         loop {
-            let Ok(mut guard) = fd.readable_mut().await else { return };
+            let Ok(mut guard) = fd.readable_mut().await else {
+                return;
+            };
             guard.get_inner_mut().flush();
             guard.clear_ready();
         }

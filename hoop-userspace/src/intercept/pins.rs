@@ -24,7 +24,9 @@ pub struct Pins {
 
 impl Pins {
     pub fn new(root: &Path) -> Self {
-        Self { root: root.to_path_buf() }
+        Self {
+            root: root.to_path_buf(),
+        }
     }
 
     pub fn maps(&self) -> PathBuf {
@@ -65,20 +67,32 @@ impl Pins {
                 let p: &mut SockOps = prog.try_into().map_err(perr)?;
                 p.load().map_err(perr)?;
                 let id = p.attach(cgroup, CgroupAttachMode::Single).map_err(perr)?;
-                p.take_link(id).map_err(perr)?.try_into().map_err(|source| InterceptError::Link { name, source })?
+                p.take_link(id)
+                    .map_err(perr)?
+                    .try_into()
+                    .map_err(|source| InterceptError::Link { name, source })?
             } else {
                 let p: &mut CgroupSockAddr = prog.try_into().map_err(perr)?;
                 p.load().map_err(perr)?;
                 let id = p.attach(cgroup, CgroupAttachMode::Single).map_err(perr)?;
-                p.take_link(id).map_err(perr)?.try_into().map_err(|source| InterceptError::Link { name, source })?
+                p.take_link(id)
+                    .map_err(perr)?
+                    .try_into()
+                    .map_err(|source| InterceptError::Link { name, source })?
             };
             self.replace_link(name, link)?;
             let prog_pin = self.progs().join(name);
-            remove_if_exists(&prog_pin).map_err(|source| InterceptError::Pin { path: prog_pin.clone(), source })?;
+            remove_if_exists(&prog_pin).map_err(|source| InterceptError::Pin {
+                path: prog_pin.clone(),
+                source,
+            })?;
             ebpf.program_mut(name)
                 .expect("present above")
                 .pin(&prog_pin)
-                .map_err(|e| InterceptError::Pin { path: prog_pin, source: io::Error::other(e) })?;
+                .map_err(|e| InterceptError::Pin {
+                    path: prog_pin,
+                    source: io::Error::other(e),
+                })?;
         }
         Ok(())
     }
@@ -94,7 +108,10 @@ impl Pins {
             move |source| InterceptError::Pin { path: p, source }
         };
         remove_if_exists(&staging).map_err(pin_err(&staging))?;
-        let new = link.pin(&staging).map_err(|e| InterceptError::Pin { path: staging.clone(), source: io::Error::other(e) })?;
+        let new = link.pin(&staging).map_err(|e| InterceptError::Pin {
+            path: staging.clone(),
+            source: io::Error::other(e),
+        })?;
         if path.exists() {
             match PinnedLink::from_pin(&path) {
                 // dropping the unpinned FdLink closes the last reference: the old program detaches

@@ -40,14 +40,29 @@ impl CgroupScope {
         };
         let relative = path
             .strip_prefix(&root)
-            .map_err(|_| io::Error::other(format!("{} is not inside the cgroup v2 hierarchy at {}", path.display(), root.display())))?
+            .map_err(|_| {
+                io::Error::other(format!(
+                    "{} is not inside the cgroup v2 hierarchy at {}",
+                    path.display(),
+                    root.display()
+                ))
+            })?
             .to_path_buf();
         if !path.join("cgroup.procs").exists() {
-            return Err(io::Error::other(format!("{} is not a cgroup v2 directory", path.display())));
+            return Err(io::Error::other(format!(
+                "{} is not a cgroup v2 directory",
+                path.display()
+            )));
         }
         let id = std::fs::metadata(&path)?.ino();
         let level = relative.components().count();
-        Ok(Self { path, root, relative, level, id })
+        Ok(Self {
+            path,
+            root,
+            relative,
+            level,
+            id,
+        })
     }
 
     /// The path of a cgroup given as in /proc/PID/cgroup ("/a/b") under this hierarchy.
@@ -89,12 +104,26 @@ pub fn ensure_pin_dir(pin_dir: &Path) -> io::Result<()> {
     }
     if !is_bpffs(existing)? {
         if !pin_dir.starts_with(BPFFS_MOUNT) {
-            return Err(io::Error::other(format!("{} is not on a bpffs", pin_dir.display())));
+            return Err(io::Error::other(format!(
+                "{} is not on a bpffs",
+                pin_dir.display()
+            )));
         }
         std::fs::create_dir_all(BPFFS_MOUNT)?;
-        let (src, target) = (CString::new("bpf").unwrap(), CString::new(BPFFS_MOUNT).unwrap());
+        let (src, target) = (
+            CString::new("bpf").unwrap(),
+            CString::new(BPFFS_MOUNT).unwrap(),
+        );
         // SAFETY: plain mount(2) with NUL-terminated strings and no data.
-        let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), src.as_ptr(), 0, std::ptr::null()) };
+        let rc = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                target.as_ptr(),
+                src.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }

@@ -57,7 +57,9 @@ impl TargetSet {
             }
             for h in t.exact_hosts() {
                 for ip in resolved.get(h).into_iter().flatten() {
-                    set.names.entry(canonical(*ip)).or_insert_with(|| h.to_string());
+                    set.names
+                        .entry(canonical(*ip))
+                        .or_insert_with(|| h.to_string());
                 }
             }
             let nets = t.cidrs.iter().copied().chain(
@@ -67,10 +69,20 @@ impl TargetSet {
             );
             for net in nets {
                 for ports in &t.ports {
-                    set.entries.push(Entry { net, ports: *ports, target_id: id });
+                    set.entries.push(Entry {
+                        net,
+                        ports: *ports,
+                        target_id: id,
+                    });
                 }
             }
-            set.by_id.insert(id, Arc::new(TargetInfo { id, config: t.clone() }));
+            set.by_id.insert(
+                id,
+                Arc::new(TargetInfo {
+                    id,
+                    config: t.clone(),
+                }),
+            );
             set.configured.push(id);
         }
         set
@@ -99,14 +111,20 @@ impl TargetSet {
 
     /// The configured targets (not the ones only inherited from an earlier configuration).
     pub fn targets(&self) -> impl Iterator<Item = &Arc<TargetInfo>> {
-        self.by_id.values().filter(|t| self.configured.contains(&t.id))
+        self.by_id
+            .values()
+            .filter(|t| self.configured.contains(&t.id))
     }
 
     /// The target protecting `ip:port` (longest prefix wins, as in the kernel).
     pub fn lookup(&self, ip: IpAddr, port: u16) -> Option<&Arc<TargetInfo>> {
         let ip = canonical(ip);
         let mut best: Option<&Entry> = None;
-        for e in self.entries.iter().filter(|e| e.net.contains(&ip) && e.ports.contains(port)) {
+        for e in self
+            .entries
+            .iter()
+            .filter(|e| e.net.contains(&ip) && e.ports.contains(port))
+        {
             // strictly longer only: on a tie the first in configuration order wins, as in the maps
             if best.is_none_or(|b| e.net.prefix_len() > b.net.prefix_len()) {
                 best = Some(e);
@@ -117,20 +135,34 @@ impl TargetSet {
 
     /// Kernel trie entries. When two targets claim the same (network, port), the first in
     /// configuration order wins and the conflict is reported.
-    pub fn lpm_entries(&self) -> (HashMap<KeyV4, TargetRef>, HashMap<KeyV6, TargetRef>, Vec<String>) {
+    pub fn lpm_entries(
+        &self,
+    ) -> (
+        HashMap<KeyV4, TargetRef>,
+        HashMap<KeyV6, TargetRef>,
+        Vec<String>,
+    ) {
         let (mut v4, mut v6, mut conflicts) = (HashMap::new(), HashMap::new(), Vec::new());
         for e in &self.entries {
-            let value = TargetRef { target_id: e.target_id };
+            let value = TargetRef {
+                target_id: e.target_id,
+            };
             for port in e.ports.lo()..=e.ports.hi() {
                 let port_be = port.to_be_bytes();
                 let prev = match e.net {
                     IpNet::V4(n) => {
-                        let data = TargetV4 { port_be, addr: n.network().octets() };
+                        let data = TargetV4 {
+                            port_be,
+                            addr: n.network().octets(),
+                        };
                         let key = (lpm_prefix_len(n.prefix_len()), data);
                         keep_first(&mut v4, key, value)
                     }
                     IpNet::V6(n) => {
-                        let data = TargetV6 { port_be, addr: n.network().octets() };
+                        let data = TargetV6 {
+                            port_be,
+                            addr: n.network().octets(),
+                        };
                         let key = (lpm_prefix_len(n.prefix_len()), data);
                         keep_first(&mut v6, key, value)
                     }
@@ -151,7 +183,11 @@ impl TargetSet {
     }
 }
 
-fn keep_first<K: std::hash::Hash + Eq>(m: &mut HashMap<K, TargetRef>, k: K, v: TargetRef) -> Option<TargetRef> {
+fn keep_first<K: std::hash::Hash + Eq>(
+    m: &mut HashMap<K, TargetRef>,
+    k: K,
+    v: TargetRef,
+) -> Option<TargetRef> {
     match m.entry(k) {
         std::collections::hash_map::Entry::Occupied(o) => Some(*o.get()),
         std::collections::hash_map::Entry::Vacant(slot) => {
@@ -170,7 +206,9 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+    bytes.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 #[cfg(test)]
@@ -205,7 +243,13 @@ mod tests {
         // pg: 10/8 and 192.0.2.7/32 on 5432; sql: 10.1.2.3/32 on 1433 + 3 ports
         assert_eq!(v4.len(), 2 + 4);
         assert_eq!(v6.len(), 1);
-        let key = (16 + 8, TargetV4 { port_be: 5432u16.to_be_bytes(), addr: [10, 0, 0, 0] });
+        let key = (
+            16 + 8,
+            TargetV4 {
+                port_be: 5432u16.to_be_bytes(),
+                addr: [10, 0, 0, 0],
+            },
+        );
         let pg = set.lookup("10.9.9.9".parse().unwrap(), 5432).unwrap();
         assert_eq!(v4[&key].target_id, pg.id);
         assert_eq!(pg.config.name, "pg");
@@ -221,7 +265,13 @@ mod tests {
         assert!(set.lookup("11.0.0.1".parse().unwrap(), 5432).is_none());
         let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
         assert_eq!(set.lookup(mapped, 1433).unwrap().config.name, "sql");
-        assert_eq!(set.lookup("fd12::1".parse().unwrap(), 5432).unwrap().config.name, "pg");
+        assert_eq!(
+            set.lookup("fd12::1".parse().unwrap(), 5432)
+                .unwrap()
+                .config
+                .name,
+            "pg"
+        );
     }
 
     #[test]

@@ -45,7 +45,10 @@ pub struct Decision {
 
 impl Decision {
     pub fn allow_default() -> Self {
-        Self { action: Action::Allow, rule: std::borrow::Cow::Borrowed("default:allow") }
+        Self {
+            action: Action::Allow,
+            rule: std::borrow::Cow::Borrowed("default:allow"),
+        }
     }
 
     /// The message a denied client sees (names the rule, nothing else of the policy).

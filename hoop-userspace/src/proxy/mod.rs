@@ -76,7 +76,11 @@ async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
     };
     let dst = orig_addr(&orig);
     let targets = node.targets();
-    let Some(target) = targets.by_id(orig.target_id).or_else(|| targets.lookup(dst.ip(), dst.port())).cloned() else {
+    let Some(target) = targets
+        .by_id(orig.target_id)
+        .or_else(|| targets.lookup(dst.ip(), dst.port()))
+        .cloned()
+    else {
         tracing::warn!(client.addr = %peer, orig.dst = %dst, "redirected connection matches no target; refused");
         return;
     };
@@ -123,7 +127,10 @@ async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error("upstream {addr}: {source}")]
-    UpstreamConnect { addr: SocketAddr, source: std::io::Error },
+    UpstreamConnect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("relay: {0}")]
     Relay(std::io::Error),
     #[error("protocol {0} is not supported by this hoopd yet; connection refused")]
@@ -134,13 +141,20 @@ pub enum SessionError {
     Postgres(#[from] postgres::PgError),
 }
 
-async fn dispatch(node: &Node, session: &Arc<Session>, client: TcpStream) -> Result<(), SessionError> {
+async fn dispatch(
+    node: &Node,
+    session: &Arc<Session>,
+    client: TcpStream,
+) -> Result<(), SessionError> {
     let _ = client.set_nodelay(true);
     let timeout = *node.connect_timeout.read().unwrap();
     match session.target.config.protocol {
         Protocol::Tcp => {}
         Protocol::Postgres => {
-            let host = node.targets().host_for(session.orig_dst.ip()).map(str::to_string);
+            let host = node
+                .targets()
+                .host_for(session.orig_dst.ip())
+                .map(str::to_string);
             return Ok(postgres::run(&node.pg, &node.audit, session, client, host, timeout).await?);
         }
         // Fail closed: a protocol we cannot inspect is not passed through blindly.
@@ -148,6 +162,11 @@ async fn dispatch(node: &Node, session: &Arc<Session>, client: TcpStream) -> Res
     }
     let upstream = upstream::connect(session.orig_dst, node.mark, timeout)
         .await
-        .map_err(|source| SessionError::UpstreamConnect { addr: session.orig_dst, source })?;
-    tcp::run(session, client, upstream).await.map_err(SessionError::Relay)
+        .map_err(|source| SessionError::UpstreamConnect {
+            addr: session.orig_dst,
+            source,
+        })?;
+    tcp::run(session, client, upstream)
+        .await
+        .map_err(SessionError::Relay)
 }

@@ -13,7 +13,11 @@ const BUF: usize = 64 * 1024;
 
 /// Copies both ways until both sides are done; half-closes are propagated, and an error on
 /// either side ends both (a reset client must not leave the upstream half open forever).
-pub async fn run(session: &Arc<Session>, client: TcpStream, upstream: TcpStream) -> std::io::Result<()> {
+pub async fn run(
+    session: &Arc<Session>,
+    client: TcpStream,
+    upstream: TcpStream,
+) -> std::io::Result<()> {
     let (cr, cw) = client.into_split();
     let (ur, uw) = upstream.into_split();
     let up = pump(cr, uw, session, Session::add_up);
@@ -29,7 +33,12 @@ pub async fn run(session: &Arc<Session>, client: TcpStream, upstream: TcpStream)
     Ok(())
 }
 
-async fn pump<R, W>(mut r: R, mut w: W, s: &Arc<Session>, count: fn(&Session, u64)) -> std::io::Result<()>
+async fn pump<R, W>(
+    mut r: R,
+    mut w: W,
+    s: &Arc<Session>,
+    count: fn(&Session, u64),
+) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,

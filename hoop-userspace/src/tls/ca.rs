@@ -12,8 +12,8 @@ use std::{
 };
 
 use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -55,11 +55,17 @@ impl NodeCa {
             write_file(&cert_path, cert.pem().as_bytes(), 0o644).map_err(io(&cert_path))?;
             tracing::info!(cert = %cert_path.display(), "generated the node CA");
         }
-        let mode = fs::metadata(&key_path).map_err(io(&key_path))?.permissions().mode();
+        let mode = fs::metadata(&key_path)
+            .map_err(io(&key_path))?
+            .permissions()
+            .mode();
         if mode & 0o077 != 0 {
             return Err(TlsError::CaIo {
                 path: key_path,
-                source: std::io::Error::other(format!("mode {:o}: the CA key must not be readable by others", mode & 0o777)),
+                source: std::io::Error::other(format!(
+                    "mode {:o}: the CA key must not be readable by others",
+                    mode & 0o777
+                )),
             });
         }
         let key = KeyPair::from_pem(&fs::read_to_string(&key_path).map_err(io(&key_path))?)?;
@@ -67,7 +73,12 @@ impl NodeCa {
         // Re-deriving the issuer from the stored certificate's parameters and key yields the
         // same subject and key identifier, which is all a leaf's chain depends on.
         let cert = CertificateParams::from_ca_cert_pem(&pem)?.self_signed(&key)?;
-        Ok(Self { cert, key, cert_path, leaves: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            cert,
+            key,
+            cert_path,
+            leaves: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn cert_path(&self) -> &Path {
@@ -91,12 +102,22 @@ impl NodeCa {
         Ok(ck)
     }
 
-    fn mint(&self, host: &str, now: OffsetDateTime) -> Result<(Arc<CertifiedKey>, OffsetDateTime), TlsError> {
-        let err = |reason: String| TlsError::Leaf { host: host.to_string(), reason };
+    fn mint(
+        &self,
+        host: &str,
+        now: OffsetDateTime,
+    ) -> Result<(Arc<CertifiedKey>, OffsetDateTime), TlsError> {
+        let err = |reason: String| TlsError::Leaf {
+            host: host.to_string(),
+            reason,
+        };
         let mut p = CertificateParams::default();
         p.subject_alt_names = vec![match host.parse::<IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(host.try_into().map_err(|e: rcgen::Error| err(e.to_string()))?),
+            Err(_) => SanType::DnsName(
+                host.try_into()
+                    .map_err(|e: rcgen::Error| err(e.to_string()))?,
+            ),
         }];
         p.distinguished_name.push(DnType::CommonName, host);
         p.not_before = now - Duration::hours(1);
@@ -106,19 +127,32 @@ impl NodeCa {
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate().map_err(|e| err(e.to_string()))?;
-        let cert = p.signed_by(&key, &self.cert, &self.key).map_err(|e| err(e.to_string()))?;
+        let cert = p
+            .signed_by(&key, &self.cert, &self.key)
+            .map_err(|e| err(e.to_string()))?;
         let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let signer = super::provider().key_provider.load_private_key(der).map_err(|e| err(e.to_string()))?;
-        Ok((Arc::new(CertifiedKey::new(vec![cert.der().clone()], signer)), expires))
+        let signer = super::provider()
+            .key_provider
+            .load_private_key(der)
+            .map_err(|e| err(e.to_string()))?;
+        Ok((
+            Arc::new(CertifiedKey::new(vec![cert.der().clone()], signer)),
+            expires,
+        ))
     }
 }
 
 fn ca_params() -> CertificateParams {
     let mut p = CertificateParams::default();
-    p.distinguished_name.push(DnType::CommonName, "hoop node CA");
+    p.distinguished_name
+        .push(DnType::CommonName, "hoop node CA");
     p.distinguished_name.push(DnType::OrganizationName, "hoop");
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let now = OffsetDateTime::now_utc();
     p.not_before = now - Duration::hours(1);
     p.not_after = now + Duration::days(3650);
@@ -126,7 +160,11 @@ fn ca_params() -> CertificateParams {
 }
 
 fn write_file(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
-    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
     f.write_all(data)?;
     f.sync_all()
 }
@@ -148,14 +186,25 @@ mod tests {
     fn creates_once_with_private_key_mode_and_reloads() {
         let d = tmp("create");
         let ca = NodeCa::load_or_create(&d).unwrap();
-        let key_mode = fs::metadata(d.join(CA_KEY_FILE)).unwrap().permissions().mode() & 0o777;
+        let key_mode = fs::metadata(d.join(CA_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(key_mode, 0o600);
         let pem1 = fs::read_to_string(ca.cert_path()).unwrap();
         drop(ca);
         let ca2 = NodeCa::load_or_create(&d).unwrap();
-        assert_eq!(pem1, fs::read_to_string(ca2.cert_path()).unwrap(), "CA must not be regenerated");
+        assert_eq!(
+            pem1,
+            fs::read_to_string(ca2.cert_path()).unwrap(),
+            "CA must not be regenerated"
+        );
         fs::set_permissions(d.join(CA_KEY_FILE), fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(NodeCa::load_or_create(&d).is_err(), "a world-readable key is refused");
+        assert!(
+            NodeCa::load_or_create(&d).is_err(),
+            "a world-readable key is refused"
+        );
     }
 
     #[test]
@@ -165,21 +214,41 @@ mod tests {
         // leaves minted by a reloaded issuer must chain to the certificate stored at creation
         let ca = NodeCa::load_or_create(&d).unwrap();
         let leaf = ca.leaf("db1.postgres.database.azure.com").unwrap();
-        assert!(Arc::ptr_eq(&leaf, &ca.leaf("db1.postgres.database.azure.com").unwrap()));
+        assert!(Arc::ptr_eq(
+            &leaf,
+            &ca.leaf("db1.postgres.database.azure.com").unwrap()
+        ));
         let mut roots = rustls::RootCertStore::empty();
         let pem = fs::read(ca.cert_path()).unwrap();
         use rustls_pki_types::pem::PemObject;
-        roots.add(rustls_pki_types::CertificateDer::from_pem_slice(&pem).unwrap()).unwrap();
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), super::super::provider())
-            .build()
+        roots
+            .add(rustls_pki_types::CertificateDer::from_pem_slice(&pem).unwrap())
             .unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            super::super::provider(),
+        )
+        .build()
+        .unwrap();
         let now = rustls_pki_types::UnixTime::now();
-        for (host, name) in [("db1.postgres.database.azure.com", "db1.postgres.database.azure.com"), ("127.0.0.2", "127.0.0.2")] {
+        for (host, name) in [
+            (
+                "db1.postgres.database.azure.com",
+                "db1.postgres.database.azure.com",
+            ),
+            ("127.0.0.2", "127.0.0.2"),
+        ] {
             let leaf = ca.leaf(host).unwrap();
             let sn = rustls_pki_types::ServerName::try_from(name).unwrap();
-            verifier.verify_server_cert(&leaf.cert[0], &[], &sn, &[], now).unwrap();
+            verifier
+                .verify_server_cert(&leaf.cert[0], &[], &sn, &[], now)
+                .unwrap();
         }
         let other = rustls_pki_types::ServerName::try_from("other.example.com").unwrap();
-        assert!(verifier.verify_server_cert(&leaf.cert[0], &[], &other, &[], now).is_err());
+        assert!(
+            verifier
+                .verify_server_cert(&leaf.cert[0], &[], &other, &[], now)
+                .is_err()
+        );
     }
 }

@@ -14,13 +14,19 @@ pub use ca::{CA_CERT_FILE, NodeCa};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("node CA in {path}: {source}")]
-    CaIo { path: std::path::PathBuf, source: std::io::Error },
+    CaIo {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("node CA: {0}")]
     CaCert(#[from] rcgen::Error),
     #[error("leaf for {host}: {reason}")]
     Leaf { host: String, reason: String },
     #[error("upstream CA file {path}: {reason}")]
-    UpstreamCa { path: std::path::PathBuf, reason: String },
+    UpstreamCa {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("no trusted roots: the system store is empty and no upstream CA is configured")]
     NoRoots,
     #[error("TLS configuration: {0}")]
@@ -50,7 +56,10 @@ fn system_roots() -> RootCertStore {
 pub fn upstream_config(extra_ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
     let mut roots = system_roots();
     if let Some(path) = extra_ca {
-        let err = |reason: String| TlsError::UpstreamCa { path: path.to_path_buf(), reason };
+        let err = |reason: String| TlsError::UpstreamCa {
+            path: path.to_path_buf(),
+            reason,
+        };
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
             .map_err(|e| err(e.to_string()))?
             .collect::<Result<_, _>>()

@@ -43,7 +43,10 @@ fn main() {
                 assert!(r > 0, "short stream");
                 got += r as u64;
             }
-            println!("{:.1}", n as f64 / (1 << 20) as f64 / t.elapsed().as_secs_f64());
+            println!(
+                "{:.1}",
+                n as f64 / (1 << 20) as f64 / t.elapsed().as_secs_f64()
+            );
         }
         "rtt" => {
             let mut s = TcpStream::connect(addr).expect("connect");
@@ -65,7 +68,10 @@ fn main() {
 /// half-closed server socket and the loop measures connect(), not retransmission timers.
 fn abort(s: &TcpStream) {
     use std::os::fd::AsRawFd;
-    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     // SAFETY: valid fd and a properly sized option value.
     unsafe {
         libc::setsockopt(

@@ -50,7 +50,10 @@ async fn main() {
             Err(e) => (false, format!("{e:?}")),
         };
         all_ok &= ok;
-        println!("{}", json!({"scenario": scenario, "ok": ok, "detail": detail}));
+        println!(
+            "{}",
+            json!({"scenario": scenario, "ok": ok, "detail": detail})
+        );
     }
     std::process::exit(if all_ok { 0 } else { 1 });
 }
@@ -66,7 +69,9 @@ async fn run(scenario: &str, conninfo: &str, ca: &str) -> Result<String> {
                 sum += row.get::<_, i32>(0);
                 assert_eq!(row.get::<_, String>(1), "x!");
             }
-            (sum == 2450).then(|| format!("sum {sum}")).ok_or_else(|| format!("sum {sum}").into())
+            (sum == 2450)
+                .then(|| format!("sum {sum}"))
+                .ok_or_else(|| format!("sum {sum}").into())
         }
         "binary" => {
             // tokio-postgres asks for binary results: numeric, timestamps, bytea, arrays
@@ -75,10 +80,13 @@ async fn run(scenario: &str, conninfo: &str, ca: &str) -> Result<String> {
                 .await?;
             let (n, b, a): (i64, Vec<u8>, Vec<i32>) = (row.get(0), row.get(2), row.get(3));
             let _: std::time::SystemTime = row.get(1);
-            (n == 12345678901 && b == [0, 255] && a == [1, 2, 3]).then(|| "binary ok".into()).ok_or_else(|| "binary mismatch".into())
+            (n == 12345678901 && b == [0, 255] && a == [1, 2, 3])
+                .then(|| "binary ok".into())
+                .ok_or_else(|| "binary mismatch".into())
         }
         "transaction" => {
-            c.batch_execute("CREATE TABLE IF NOT EXISTS tx_t (i int); DELETE FROM tx_t").await?;
+            c.batch_execute("CREATE TABLE IF NOT EXISTS tx_t (i int); DELETE FROM tx_t")
+                .await?;
             let mut c = c;
             let tx = c.transaction().await?;
             tx.execute("INSERT INTO tx_t VALUES (1)", &[]).await?;
@@ -87,7 +95,9 @@ async fn run(scenario: &str, conninfo: &str, ca: &str) -> Result<String> {
             tx.execute("INSERT INTO tx_t VALUES (2)", &[]).await?;
             tx.commit().await?;
             let n: i64 = c.query_one("SELECT sum(i) FROM tx_t", &[]).await?.get(0);
-            (n == 2).then(|| "rollback+commit".into()).ok_or_else(|| format!("sum {n}").into())
+            (n == 2)
+                .then(|| "rollback+commit".into())
+                .ok_or_else(|| format!("sum {n}").into())
         }
         "copy" => copy(&c).await,
         "cancel" => {
@@ -98,7 +108,11 @@ async fn run(scenario: &str, conninfo: &str, ca: &str) -> Result<String> {
                 token.cancel_query(connector).await
             });
             let t = std::time::Instant::now();
-            let err = c.simple_query("SELECT pg_sleep(20)").await.err().ok_or("pg_sleep was not cancelled")?;
+            let err = c
+                .simple_query("SELECT pg_sleep(20)")
+                .await
+                .err()
+                .ok_or("pg_sleep was not cancelled")?;
             canceller.await??;
             let code = err.code().cloned();
             (code == Some(SqlState::QUERY_CANCELED) && t.elapsed() < Duration::from_secs(10))
@@ -107,12 +121,22 @@ async fn run(scenario: &str, conninfo: &str, ca: &str) -> Result<String> {
         }
         "notify" => notify(conninfo, ca, &c).await,
         "deny_extended" => {
-            c.batch_execute("CREATE TABLE IF NOT EXISTS deny_t (i int)").await?;
-            let err = c.prepare("TRUNCATE deny_t").await.err().ok_or("TRUNCATE was prepared")?;
+            c.batch_execute("CREATE TABLE IF NOT EXISTS deny_t (i int)")
+                .await?;
+            let err = c
+                .prepare("TRUNCATE deny_t")
+                .await
+                .err()
+                .ok_or("TRUNCATE was prepared")?;
             let code = err.code().cloned();
-            let msg = err.as_db_error().map(|e| e.message().to_string()).unwrap_or_default();
+            let msg = err
+                .as_db_error()
+                .map(|e| e.message().to_string())
+                .unwrap_or_default();
             let one: i32 = c.query_one("SELECT 1", &[]).await?.get(0);
-            (code == Some(SqlState::INSUFFICIENT_PRIVILEGE) && msg.contains("deny_statements") && one == 1)
+            (code == Some(SqlState::INSUFFICIENT_PRIVILEGE)
+                && msg.contains("deny_statements")
+                && one == 1)
                 .then(|| msg.clone())
                 .ok_or_else(|| format!("{code:?} {msg}").into())
         }
@@ -121,7 +145,8 @@ async fn run(scenario: &str, conninfo: &str, ca: &str) -> Result<String> {
 }
 
 async fn copy(c: &Client) -> Result<String> {
-    c.batch_execute("CREATE TABLE IF NOT EXISTS copy_t (i int, s text); DELETE FROM copy_t").await?;
+    c.batch_execute("CREATE TABLE IF NOT EXISTS copy_t (i int, s text); DELETE FROM copy_t")
+        .await?;
     let sink = c.copy_in("COPY copy_t FROM STDIN").await?;
     pin_mut!(sink);
     for chunk in 0..10 {
@@ -132,11 +157,18 @@ async fn copy(c: &Client) -> Result<String> {
         sink.send(Bytes::from(buf)).await?;
     }
     let n = sink.finish().await?;
-    let out = c.copy_out("COPY (SELECT * FROM copy_t ORDER BY i) TO STDOUT").await?;
+    let out = c
+        .copy_out("COPY (SELECT * FROM copy_t ORDER BY i) TO STDOUT")
+        .await?;
     let chunks: Vec<Bytes> = out.try_collect().await?;
     let text: Vec<u8> = chunks.concat();
-    let lines = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
-    (n == 10_000 && lines == 10_000).then(|| format!("in {n}, out {lines}")).ok_or_else(|| format!("in {n}, out {lines}").into())
+    let lines = text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    (n == 10_000 && lines == 10_000)
+        .then(|| format!("in {n}, out {lines}"))
+        .ok_or_else(|| format!("in {n}, out {lines}").into())
 }
 
 async fn notify(conninfo: &str, ca: &str, sender: &Client) -> Result<String> {
@@ -149,7 +181,9 @@ async fn notify(conninfo: &str, ca: &str, sender: &Client) -> Result<String> {
         }
     });
     listener.batch_execute("LISTEN hoop_chan").await?;
-    sender.batch_execute("NOTIFY hoop_chan, 'hello-through-hoop'").await?;
+    sender
+        .batch_execute("NOTIFY hoop_chan, 'hello-through-hoop'")
+        .await?;
     let msg = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(m) = rx.recv().await {
             if let AsyncMessage::Notification(n) = m {
@@ -159,5 +193,7 @@ async fn notify(conninfo: &str, ca: &str, sender: &Client) -> Result<String> {
         None
     })
     .await?;
-    (msg.as_deref() == Some("hello-through-hoop")).then(|| "notified".into()).ok_or_else(|| format!("{msg:?}").into())
+    (msg.as_deref() == Some("hello-through-hoop"))
+        .then(|| "notified".into())
+        .ok_or_else(|| format!("{msg:?}").into())
 }

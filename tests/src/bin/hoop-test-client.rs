@@ -16,7 +16,12 @@ fn main() {
     let usage = "usage: hoop-test-client ADDR MSG [--count N] [--timeout-ms MS] [--wait-stdin]";
     let addr: SocketAddr = args.get(1).and_then(|a| a.parse().ok()).expect(usage);
     let msg = args.get(2).expect(usage).clone();
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(|v| v.parse::<u64>().expect(usage));
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(|v| v.parse::<u64>().expect(usage))
+    };
     let count = flag("--count").unwrap_or(1) as usize;
     let timeout = Duration::from_millis(flag("--timeout-ms").unwrap_or(5000));
     let wait_stdin = args.iter().any(|a| a == "--wait-stdin");
@@ -24,7 +29,11 @@ fn main() {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let handles: Vec<_> = (0..count)
         .map(|i| {
-            let msg = if hex { unhex(&msg) } else { format!("{msg}-{i}").into_bytes() };
+            let msg = if hex {
+                unhex(&msg)
+            } else {
+                format!("{msg}-{i}").into_bytes()
+            };
             let tx = tx.clone();
             std::thread::spawn(move || one(i, addr, &msg, timeout, wait_stdin.then_some(tx)))
         })
@@ -41,17 +50,30 @@ fn main() {
         let _ = std::io::stdin().lock().read_line(&mut line);
         GO.store(true, std::sync::atomic::Ordering::SeqCst);
     }
-    let ok = handles.into_iter().map(|h| h.join().unwrap_or(false)).filter(|ok| *ok).count();
+    let ok = handles
+        .into_iter()
+        .map(|h| h.join().unwrap_or(false))
+        .filter(|ok| *ok)
+        .count();
     std::process::exit(if ok == count { 0 } else { 1 });
 }
 
 static GO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
 }
 
-fn one(i: usize, addr: SocketAddr, msg: &[u8], timeout: Duration, ready: Option<std::sync::mpsc::Sender<()>>) -> bool {
+fn one(
+    i: usize,
+    addr: SocketAddr,
+    msg: &[u8],
+    timeout: Duration,
+    ready: Option<std::sync::mpsc::Sender<()>>,
+) -> bool {
     let result = (|| -> std::io::Result<(SocketAddr, SocketAddr, String)> {
         let mut s = TcpStream::connect_timeout(&addr, timeout)?;
         s.set_read_timeout(Some(timeout))?;
@@ -69,8 +91,12 @@ fn one(i: usize, addr: SocketAddr, msg: &[u8], timeout: Duration, ready: Option<
         Ok((local, peer, String::from_utf8_lossy(&reply).into_owned()))
     })();
     let line = match &result {
-        Ok((local, peer, reply)) => serde_json::json!({"i": i, "ok": true, "local": local.to_string(), "peer": peer.to_string(), "reply": reply}),
-        Err(e) => serde_json::json!({"i": i, "ok": false, "error": e.to_string(), "kind": format!("{:?}", e.kind())}),
+        Ok((local, peer, reply)) => {
+            serde_json::json!({"i": i, "ok": true, "local": local.to_string(), "peer": peer.to_string(), "reply": reply})
+        }
+        Err(e) => {
+            serde_json::json!({"i": i, "ok": false, "error": e.to_string(), "kind": format!("{:?}", e.kind())})
+        }
     };
     println!("{line}");
     result.is_ok()

@@ -61,7 +61,10 @@ enum Cmd {
     },
 }
 
-pub fn run(args: &Args, config: impl Fn() -> Result<Config, ConfigError>) -> Result<ExitCode, String> {
+pub fn run(
+    args: &Args,
+    config: impl Fn() -> Result<Config, ConfigError>,
+) -> Result<ExitCode, String> {
     let (dir, pubkey) = match &args.dir {
         // a copied directory: the public key is expected beside it, as hoopd lays it out
         Some(d) => (d.clone(), d.parent().unwrap_or(d).join("audit.key.pub")),
@@ -73,13 +76,28 @@ pub fn run(args: &Args, config: impl Fn() -> Result<Config, ConfigError>) -> Res
     match &args.command {
         Cmd::Verify { key } => verify(&dir, key.as_deref()),
         Cmd::Tail { lines, follow } => tail(&dir, *lines, *follow),
-        Cmd::Export { since, until, session, kind, .. } => {
+        Cmd::Export {
+            since,
+            until,
+            session,
+            kind,
+            ..
+        } => {
             let time = |s: &Option<String>| -> Result<_, String> {
-                s.as_deref().map(|t| audit::time::parse(t).ok_or(format!("bad time {t:?} (RFC 3339)"))).transpose()
+                s.as_deref()
+                    .map(|t| audit::time::parse(t).ok_or(format!("bad time {t:?} (RFC 3339)")))
+                    .transpose()
             };
-            let mut filter = Filter { since: time(since)?, until: time(until)?, kind: kind.clone(), ..Filter::default() };
+            let mut filter = Filter {
+                since: time(since)?,
+                until: time(until)?,
+                kind: kind.clone(),
+                ..Filter::default()
+            };
             if let Some(s) = session {
-                filter.fields.push(("/session".into(), serde_json::Value::String(s.clone())));
+                filter
+                    .fields
+                    .push(("/session".into(), serde_json::Value::String(s.clone())));
             }
             export(&dir, filter)
         }
@@ -89,10 +107,15 @@ pub fn run(args: &Args, config: impl Fn() -> Result<Config, ConfigError>) -> Res
 
 fn verify(dir: &std::path::Path, key: Option<&std::path::Path>) -> Result<ExitCode, String> {
     let expected_key = match key {
-        Some(k) => Some(audit::keys::read_public_key(k).map_err(|e| e.to_string())?.ok_or(format!("{}: no key", k.display()))?),
+        Some(k) => Some(
+            audit::keys::read_public_key(k)
+                .map_err(|e| e.to_string())?
+                .ok_or(format!("{}: no key", k.display()))?,
+        ),
         None => None,
     };
-    let report = audit::verify_dir(dir, &VerifyOptions { expected_key }).map_err(|e| e.to_string())?;
+    let report =
+        audit::verify_dir(dir, &VerifyOptions { expected_key }).map_err(|e| e.to_string())?;
     if report.is_ok() {
         println!(
             "ok: {} records in {} segments, {} checkpoints verified, tree size {}, root {}",
@@ -111,7 +134,9 @@ fn verify(dir: &std::path::Path, key: Option<&std::path::Path>) -> Result<ExitCo
 }
 
 fn print_line(out: &mut impl Write, line: &[u8]) -> Result<(), String> {
-    out.write_all(line).and_then(|_| out.write_all(b"\n")).map_err(|e| e.to_string())
+    out.write_all(line)
+        .and_then(|_| out.write_all(b"\n"))
+        .map_err(|e| e.to_string())
 }
 
 fn export(dir: &std::path::Path, filter: Filter) -> Result<ExitCode, String> {
@@ -151,11 +176,19 @@ fn tail(dir: &std::path::Path, n: usize, follow: bool) -> Result<ExitCode, Strin
     }
 }
 
-fn prove(dir: &std::path::Path, pubkey: &std::path::Path, seq: u64, tree_size: Option<u64>) -> Result<ExitCode, String> {
+fn prove(
+    dir: &std::path::Path,
+    pubkey: &std::path::Path,
+    seq: u64,
+    tree_size: Option<u64>,
+) -> Result<ExitCode, String> {
     let proof = audit::prove(dir, seq, tree_size).map_err(|e| e.to_string())?;
     let key = audit::keys::read_public_key(pubkey).map_err(|e| e.to_string())?;
     let key = key.ok_or_else(|| format!("{}: node public key not found", pubkey.display()))?;
-    let verified = proof.verify(&key).map(|_| true).map_err(|e| format!("proof does not verify: {e}"))?;
+    let verified = proof
+        .verify(&key)
+        .map(|_| true)
+        .map_err(|e| format!("proof does not verify: {e}"))?;
     let mut v = proof.to_json();
     v["verified_with_node_key"] = serde_json::Value::Bool(verified);
     println!("{v}");

@@ -54,7 +54,9 @@ fn main() -> ExitCode {
     let socket = || -> Result<PathBuf, String> {
         match &cli.socket {
             Some(s) => Ok(s.clone()),
-            None => config().map(|c| c.control.socket).map_err(|e| e.to_string()),
+            None => config()
+                .map(|c| c.control.socket)
+                .map_err(|e| e.to_string()),
         }
     };
     let connect = || socket().and_then(|s| Client::connect(&s));
@@ -65,7 +67,10 @@ fn main() -> ExitCode {
         Command::Kill { id } => connect().and_then(|mut c| kill::run(id, &mut c)),
         Command::Approvals { json } => connect().and_then(|mut c| approvals::run(*json, &mut c)),
         Command::Watch => connect().and_then(|mut c| watch::run(&mut c)),
-        Command::Reload => connect().and_then(|mut c| c.call(&hoop_userspace::control::Request::Reload).map(|_| ExitCode::SUCCESS)),
+        Command::Reload => connect().and_then(|mut c| {
+            c.call(&hoop_userspace::control::Request::Reload)
+                .map(|_| ExitCode::SUCCESS)
+        }),
     };
     match result {
         Ok(code) => code,

@@ -13,6 +13,9 @@ pub enum Cmd {
 pub fn run(cmd: &Cmd, client: &mut Client) -> Result<ExitCode, String> {
     let Cmd::Show { id } = cmd;
     let s = client.call(&Request::Session { id: id.clone() })?;
-    println!("{}", serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -36,13 +36,26 @@ pub fn run(args: &Args, client: &mut Client) -> Result<ExitCode, String> {
 fn print_table(sessions: &Value) {
     println!(
         "{:<36}  {:<10}  {:<24}  {:<12}  {:<10}  {:<16}  {:>6}  {:>6}  {:>10}  {:>10}  STATE",
-        "ID", "IDENTITY", "PROCESS", "TARGET", "PROTOCOL", "DATABASE/USER", "AGE", "STMTS", "BYTES_IN", "BYTES_OUT"
+        "ID",
+        "IDENTITY",
+        "PROCESS",
+        "TARGET",
+        "PROTOCOL",
+        "DATABASE/USER",
+        "AGE",
+        "STMTS",
+        "BYTES_IN",
+        "BYTES_OUT"
     );
     for s in sessions.as_array().into_iter().flatten() {
         let exe = s["process"]["exe"].as_str().unwrap_or("?");
         let exe = exe.rsplit('/').next().unwrap_or(exe);
         let process = format!("{}({})", exe, s["process"]["pid"]);
-        let db = format!("{}/{}", s["database"].as_str().unwrap_or("-"), s["user"].as_str().unwrap_or("-"));
+        let db = format!(
+            "{}/{}",
+            s["database"].as_str().unwrap_or("-"),
+            s["user"].as_str().unwrap_or("-")
+        );
         println!(
             "{:<36}  {:<10}  {:<24}  {:<12}  {:<10}  {:<16}  {:>5}s  {:>6}  {:>10}  {:>10}  {}",
             s["id"].as_str().unwrap_or(""),

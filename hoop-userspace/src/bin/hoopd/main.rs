@@ -9,7 +9,11 @@ use hoop_userspace::{config::Config, daemon, intercept, telemetry};
 const EXIT_CONFIG: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "hoopd", version, about = "hoop node: transparent, audited access to protected endpoints")]
+#[command(
+    name = "hoopd",
+    version,
+    about = "hoop node: transparent, audited access to protected endpoints"
+)]
 struct Cli {
     /// Configuration file [default: /etc/hoop/hoop.toml, else the embedded default]
     #[arg(long, global = true, env = "HOOP_CONFIG")]
@@ -43,19 +47,24 @@ fn main() -> ExitCode {
             println!("{origin}: ok ({} targets)", cfg.targets.len());
             ExitCode::SUCCESS
         }
-        Command::Teardown => match intercept::teardown(&cfg.intercept.pin_dir, &cfg.intercept.nft_table) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("hoopd: teardown: {e}");
-                ExitCode::FAILURE
+        Command::Teardown => {
+            match intercept::teardown(&cfg.intercept.pin_dir, &cfg.intercept.nft_table) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hoopd: teardown: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Run => run(cfg, cli.config, origin),
     }
 }
 
 fn run(cfg: Config, path: Option<PathBuf>, origin: String) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hoopd: cannot start the runtime: {e}");

@@ -43,7 +43,10 @@ fn numeric_classes_follow_the_postgres_scanner() {
     accepts("SELECT 00000000002147483647", "SELECT $i");
     // Too big for int4: FCONST, like any decimal point or exponent.
     accepts("SELECT 2147483648, 99999999999999999999", "SELECT $f, $f");
-    accepts("SELECT 1.5, .5, 1., 1e10, 1E-3, 2.5e+7", "SELECT $f, $f, $f, $f, $f, $f");
+    accepts(
+        "SELECT 1.5, .5, 1., 1e10, 1E-3, 2.5e+7",
+        "SELECT $f, $f, $f, $f, $f, $f",
+    );
     accepts("SELECT t.a, t.5 FROM t", "SELECT t.a, t$f FROM t");
     accepts("select x1, _y2 from t3", "select x1, _y2 from t3");
     for junk in [
@@ -76,7 +79,10 @@ fn strings_and_quoted_identifiers() {
         "SELECT \"odd;--name\", \"a\"\"b\" FROM \"t/*x\" WHERE c = '--;/*'",
         "SELECT \"odd;--name\", \"a\"\"b\" FROM \"t/*x\" WHERE c = $s",
     );
-    accepts("SELECT 'ünï😀', \"çol\" FROM t", "SELECT $s, \"çol\" FROM t");
+    accepts(
+        "SELECT 'ünï😀', \"çol\" FROM t",
+        "SELECT $s, \"çol\" FROM t",
+    );
     accepts("SELECT '$1 $$ \"'", "SELECT $s");
     accepts("SELECT 'users'::regclass", "SELECT $s::regclass");
     accepts("SELECT date '2024-01-01'", "SELECT date $s");
@@ -129,9 +135,15 @@ fn comments_dollars_and_odd_bytes_are_refused() {
 fn only_single_dml_statements() {
     accepts("select 1", "select $i");
     accepts("Insert INTO t VALUES (1)", "Insert INTO t VALUES ($i)");
-    accepts("with x as (select 1) select * from x", "with x as (select $i) select * from x");
+    accepts(
+        "with x as (select 1) select * from x",
+        "with x as (select $i) select * from x",
+    );
     accepts("VALUES (1, 'a')", "VALUES ($i, $s)");
-    accepts("DELETE FROM t WHERE a = 1 ;  \n", "DELETE FROM t WHERE a = $i ;  \n");
+    accepts(
+        "DELETE FROM t WHERE a = 1 ;  \n",
+        "DELETE FROM t WHERE a = $i ;  \n",
+    );
     for sql in [
         "SELECT 1; SELECT 2",
         "SELECT 1;;",

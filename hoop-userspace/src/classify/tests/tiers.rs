@@ -168,14 +168,71 @@ proptest! {
     }
 }
 
-const SOUP_FIRST: &[&str] = &["SELECT", "insert into t", "UPDATE t SET", "DELETE FROM", "WITH", "VALUES"];
+const SOUP_FIRST: &[&str] = &[
+    "SELECT",
+    "insert into t",
+    "UPDATE t SET",
+    "DELETE FROM",
+    "WITH",
+    "VALUES",
+];
 
 const SOUP: &[&str] = &[
-    "{i}", "{i}", "{f}", "{s}", "{s}", "t", "s.u", "x", "FROM", "WHERE", "AND", "AS", "=", "-", "+",
-    "*", "(", ")", ",", ";", "::", "regclass", "float", "int", "varchar", "[", "]", "--", "/*",
-    "*/", "'", "\"", "$", "$1", "E", "U&", "\n", ".", "e5", "\\", "é", "LIMIT", "ORDER BY",
-    "nextval", "CAST", "VALUES", "SET", "RETURNING", "CURRENT_TIME", "interval", "second",
-    "SELECT", "INTO", "FOR UPDATE", "UESCAPE",
+    "{i}",
+    "{i}",
+    "{f}",
+    "{s}",
+    "{s}",
+    "t",
+    "s.u",
+    "x",
+    "FROM",
+    "WHERE",
+    "AND",
+    "AS",
+    "=",
+    "-",
+    "+",
+    "*",
+    "(",
+    ")",
+    ",",
+    ";",
+    "::",
+    "regclass",
+    "float",
+    "int",
+    "varchar",
+    "[",
+    "]",
+    "--",
+    "/*",
+    "*/",
+    "'",
+    "\"",
+    "$",
+    "$1",
+    "E",
+    "U&",
+    "\n",
+    ".",
+    "e5",
+    "\\",
+    "é",
+    "LIMIT",
+    "ORDER BY",
+    "nextval",
+    "CAST",
+    "VALUES",
+    "SET",
+    "RETURNING",
+    "CURRENT_TIME",
+    "interval",
+    "second",
+    "SELECT",
+    "INTO",
+    "FOR UPDATE",
+    "UESCAPE",
 ];
 
 #[test]
@@ -187,7 +244,9 @@ fn pgbench_simple_is_classified_once_per_shape() {
             "BEGIN;".to_owned(),
             format!("UPDATE pgbench_accounts SET abalance = abalance + {delta} WHERE aid = {aid};"),
             format!("SELECT abalance FROM pgbench_accounts WHERE aid = {aid};"),
-            format!("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (3, 1, {aid}, {delta}, CURRENT_TIMESTAMP);"),
+            format!(
+                "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (3, 1, {aid}, {delta}, CURRENT_TIMESTAMP);"
+            ),
             "END;".to_owned(),
         ] {
             assert_eq!(cache.classify(&sql)[..], classify(&sql)[..], "{sql}");
@@ -219,6 +278,29 @@ fn doubtful_shapes_are_refused_and_served_exactly() {
         // Refused texts are cached exactly.
         assert_eq!(cache.classify(second)[..], classify(second)[..]);
         assert_eq!(cache.stats().hits, 1);
+    }
+}
+
+#[test]
+fn int4_overflow_and_float_precision_change_the_template() {
+    // `varchar(n)` takes an ICONST only: a too-large n is FCONST, a syntax
+    // error, so it must not share the int4 template.
+    assert_ne!(
+        key("SELECT x::varchar(5)"),
+        key("SELECT x::varchar(2147483648)")
+    );
+    for (first, second) in [
+        ("SELECT x::varchar(5)", "SELECT x::varchar(2147483648)"),
+        ("SELECT 1::float(1)", "SELECT 1::float(54)"),
+        (
+            "SELECT * FROM f() AS g(x float(1))",
+            "SELECT * FROM f() AS g(x float(54))",
+        ),
+    ] {
+        let cache = ClassifyCache::default();
+        for sql in [first, second, first, second] {
+            assert_eq!(cache.classify(sql)[..], classify(sql)[..], "{sql}");
+        }
     }
 }
 
@@ -259,7 +341,11 @@ fn adversarial_texts_never_borrow_a_benign_classification() {
     for (benign, hostile) in pairs {
         let cache = ClassifyCache::default();
         assert_eq!(cache.classify(benign)[..], classify(benign)[..], "{benign}");
-        assert_eq!(cache.classify(hostile)[..], classify(hostile)[..], "{hostile}");
+        assert_eq!(
+            cache.classify(hostile)[..],
+            classify(hostile)[..],
+            "{hostile}"
+        );
     }
 }
 

@@ -64,7 +64,10 @@ impl Io {
             .await?
             .ok_or_else(|| PgError::ClientRefused("closed during authentication".into()))?;
         if f.tag() != b'p' {
-            return Err(PgError::ClientRefused(format!("expected a password message, got {:?}", f.tag() as char)));
+            return Err(PgError::ClientRefused(format!(
+                "expected a password message, got {:?}",
+                f.tag() as char
+            )));
         }
         Ok(f)
     }
@@ -78,9 +81,18 @@ pub async fn relay(
     start: Start<'_>,
     up: &Upstream,
 ) -> Result<Authed, PgError> {
-    let mut io = Io { client, server, cbuf: start.buffered, sbuf: BytesMut::with_capacity(8192) };
+    let mut io = Io {
+        client,
+        server,
+        cbuf: start.buffered,
+        sbuf: BytesMut::with_capacity(8192),
+    };
     let mut out = BytesMut::new();
-    encode_startup(&mut out, start.version, start.params.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    encode_startup(
+        &mut out,
+        start.version,
+        start.params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )?;
     io::write_server(&mut io.server, &out).await?;
     let mut mechanism = "trust";
     loop {
@@ -91,8 +103,14 @@ pub async fn relay(
                 tracing::debug!(mechanism, "upstream authenticated");
                 break;
             }
-            BackendMessage::Authentication(a @ (Authentication::CleartextPassword | Authentication::Md5Password { .. })) => {
-                mechanism = if matches!(a, Authentication::CleartextPassword) { "password" } else { "md5" };
+            BackendMessage::Authentication(
+                a @ (Authentication::CleartextPassword | Authentication::Md5Password { .. }),
+            ) => {
+                mechanism = if matches!(a, Authentication::CleartextPassword) {
+                    "password"
+                } else {
+                    "md5"
+                };
                 io::write_client(&mut io.client, f.wire()).await?;
                 let answer = io.client_password_frame().await?;
                 io::write_server(&mut io.server, answer.wire()).await?;
@@ -102,21 +120,43 @@ pub async fn relay(
                 mechanism = scram(&mut io, &mechs).await?;
             }
             BackendMessage::Authentication(_) => {
-                refuse_client(&mut io.client, "28000", "hoop: authentication method not supported through hoop").await;
-                return Err(PgError::UpstreamAuth("unsupported authentication method (GSS/SSPI/Kerberos)".into()));
+                refuse_client(
+                    &mut io.client,
+                    "28000",
+                    "hoop: authentication method not supported through hoop",
+                )
+                .await;
+                return Err(PgError::UpstreamAuth(
+                    "unsupported authentication method (GSS/SSPI/Kerberos)".into(),
+                ));
             }
             BackendMessage::ErrorResponse(e) => {
                 io::write_client(&mut io.client, f.wire()).await?;
-                return Err(PgError::UpstreamAuth(format!("{} {}", e.code().unwrap_or("?"), e.get(b'M').unwrap_or(""))));
+                return Err(PgError::UpstreamAuth(format!(
+                    "{} {}",
+                    e.code().unwrap_or("?"),
+                    e.get(b'M').unwrap_or("")
+                )));
             }
             BackendMessage::NegotiateProtocolVersion(_) | BackendMessage::NoticeResponse(_) => {
                 io::write_client(&mut io.client, f.wire()).await?;
             }
-            _ => return Err(PgError::UpstreamAuth(format!("unexpected message {:?} during authentication", f.tag() as char))),
+            _ => {
+                return Err(PgError::UpstreamAuth(format!(
+                    "unexpected message {:?} during authentication",
+                    f.tag() as char
+                )));
+            }
         }
     }
     let guard = after_auth(ctx, &mut io, up).await?;
-    Ok(Authed { client: io.client, server: io.server, client_buf: io.cbuf, server_buf: io.sbuf, cancel_guard: guard })
+    Ok(Authed {
+        client: io.client,
+        server: io.server,
+        client_buf: io.cbuf,
+        server_buf: io.sbuf,
+        cancel_guard: guard,
+    })
 }
 
 fn mechs_list(m: SaslMechanisms<'_>) -> Vec<String> {
@@ -132,7 +172,11 @@ async fn after_auth(ctx: &PgContext, io: &mut Io, up: &Upstream) -> Result<cance
         match io::backend(&f)? {
             BackendMessage::BackendKeyData(k) => {
                 let g = ctx.cancels.register(k.pid, k.secret_key, up);
-                BackendKeyData { pid: g.pid, secret_key: &g.secret }.encode(&mut out)?;
+                BackendKeyData {
+                    pid: g.pid,
+                    secret_key: &g.secret,
+                }
+                .encode(&mut out)?;
                 guard = Some(g);
             }
             BackendMessage::ReadyForQuery(_) => {
@@ -143,7 +187,11 @@ async fn after_auth(ctx: &PgContext, io: &mut Io, up: &Upstream) -> Result<cance
             BackendMessage::ErrorResponse(e) => {
                 out.extend_from_slice(f.wire());
                 io::write_client(&mut io.client, &out).await?;
-                return Err(PgError::UpstreamAuth(format!("{} {}", e.code().unwrap_or("?"), e.get(b'M').unwrap_or(""))));
+                return Err(PgError::UpstreamAuth(format!(
+                    "{} {}",
+                    e.code().unwrap_or("?"),
+                    e.get(b'M').unwrap_or("")
+                )));
             }
             _ => out.extend_from_slice(f.wire()),
         }
@@ -153,20 +201,42 @@ async fn after_auth(ctx: &PgContext, io: &mut Io, up: &Upstream) -> Result<cance
 /// Runs SCRAM against the server with the password the client gives us; the mechanism used.
 async fn scram(io: &mut Io, mechs: &[String]) -> Result<&'static str, PgError> {
     let has = |m: &str| mechs.iter().any(|x| x == m);
-    let plus = if has("SCRAM-SHA-256-PLUS") { io.server.peer_certificate().map(end_point_hash) } else { None };
+    let plus = if has("SCRAM-SHA-256-PLUS") {
+        io.server.peer_certificate().map(end_point_hash)
+    } else {
+        None
+    };
     if plus.is_none() && !has("SCRAM-SHA-256") {
-        refuse_client(&mut io.client, "28000", "hoop: no supported SASL mechanism offered by the server").await;
-        return Err(PgError::UpstreamAuth(format!("SASL mechanisms {mechs:?} not supported")));
+        refuse_client(
+            &mut io.client,
+            "28000",
+            "hoop: no supported SASL mechanism offered by the server",
+        )
+        .await;
+        return Err(PgError::UpstreamAuth(format!(
+            "SASL mechanisms {mechs:?} not supported"
+        )));
     }
     let mut out = BytesMut::new();
     Authentication::CleartextPassword.encode(&mut out)?;
     io::write_client(&mut io.client, &out).await?;
     let answer = io.client_password_frame().await?;
-    let mut password: Vec<u8> = AuthResponse(answer.body()).password().map_err(PgError::ClientProtocol)?.as_bytes().to_vec();
+    let mut password: Vec<u8> = AuthResponse(answer.body())
+        .password()
+        .map_err(PgError::ClientProtocol)?
+        .as_bytes()
+        .to_vec();
     drop(answer); // the frame shares the read buffer; the copy above is wiped below
     let (mechanism, binding) = match plus {
-        Some(Ok(hash)) => ("SCRAM-SHA-256-PLUS", ChannelBinding::tls_server_end_point(hash)),
-        Some(Err(e)) => return Err(PgError::UpstreamAuth(format!("server certificate for channel binding: {e}"))),
+        Some(Ok(hash)) => (
+            "SCRAM-SHA-256-PLUS",
+            ChannelBinding::tls_server_end_point(hash),
+        ),
+        Some(Err(e)) => {
+            return Err(PgError::UpstreamAuth(format!(
+                "server certificate for channel binding: {e}"
+            )));
+        }
         None if io.server.is_tls() => ("SCRAM-SHA-256", ChannelBinding::unsupported()),
         None => ("SCRAM-SHA-256", ChannelBinding::unrequested()),
     };
@@ -177,11 +247,15 @@ async fn scram(io: &mut Io, mechs: &[String]) -> Result<&'static str, PgError> {
     io::write_server(&mut io.server, &out).await?;
     let f = io.server_frame().await?;
     match io::backend(&f)? {
-        BackendMessage::Authentication(Authentication::SaslContinue(d)) => {
-            sc.update(d).map_err(|e| PgError::UpstreamAuth(format!("SCRAM server-first: {e}")))?
-        }
+        BackendMessage::Authentication(Authentication::SaslContinue(d)) => sc
+            .update(d)
+            .map_err(|e| PgError::UpstreamAuth(format!("SCRAM server-first: {e}")))?,
         BackendMessage::ErrorResponse(_) => return forward_error(io, &f).await.map(|_| mechanism),
-        _ => return Err(PgError::UpstreamAuth("unexpected message after SASLInitialResponse".into())),
+        _ => {
+            return Err(PgError::UpstreamAuth(
+                "unexpected message after SASLInitialResponse".into(),
+            ));
+        }
     }
     out.clear();
     encode_sasl_response(&mut out, sc.message())?;
@@ -189,18 +263,23 @@ async fn scram(io: &mut Io, mechs: &[String]) -> Result<&'static str, PgError> {
     let f = io.server_frame().await?;
     match io::backend(&f)? {
         BackendMessage::Authentication(Authentication::SaslFinal(d)) => {
-            sc.finish(d).map_err(|e| PgError::UpstreamAuth(format!("SCRAM server signature: {e}")))?;
+            sc.finish(d)
+                .map_err(|e| PgError::UpstreamAuth(format!("SCRAM server signature: {e}")))?;
             Ok(mechanism)
         }
         BackendMessage::ErrorResponse(_) => forward_error(io, &f).await.map(|_| mechanism),
-        _ => Err(PgError::UpstreamAuth("unexpected message after SASLResponse".into())),
+        _ => Err(PgError::UpstreamAuth(
+            "unexpected message after SASLResponse".into(),
+        )),
     }
 }
 
 async fn forward_error(io: &mut Io, f: &Frame) -> Result<(), PgError> {
     io::write_client(&mut io.client, f.wire()).await?;
     let msg = match io::backend(f)? {
-        BackendMessage::ErrorResponse(e) => format!("{} {}", e.code().unwrap_or("?"), e.get(b'M').unwrap_or("")),
+        BackendMessage::ErrorResponse(e) => {
+            format!("{} {}", e.code().unwrap_or("?"), e.get(b'M').unwrap_or(""))
+        }
         _ => String::new(),
     };
     Err(PgError::UpstreamAuth(msg))
@@ -210,7 +289,8 @@ async fn forward_error(io: &mut Io, f: &Frame) -> Result<(), PgError> {
 /// when that is MD5 or SHA-1.
 fn end_point_hash(cert_der: &[u8]) -> Result<Vec<u8>, String> {
     use x509_parser::prelude::FromDer;
-    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(cert_der).map_err(|e| e.to_string())?;
+    let (_, cert) =
+        x509_parser::certificate::X509Certificate::from_der(cert_der).map_err(|e| e.to_string())?;
     let oid = cert.signature_algorithm.algorithm.to_id_string();
     Ok(match oid.as_str() {
         // sha384WithRSAEncryption, ecdsa-with-SHA384

@@ -34,7 +34,11 @@ pub struct Guard {
 impl Guard {
     /// A session whose server sent no BackendKeyData cannot be cancelled.
     pub fn none() -> Self {
-        Self { pid: 0, secret: [0; 4], registry: None }
+        Self {
+            pid: 0,
+            secret: [0; 4],
+            registry: None,
+        }
     }
 }
 
@@ -55,8 +59,16 @@ impl CancelRegistry {
             let mut secret = [0u8; 4];
             rng.fill_bytes(&mut secret);
             if let std::collections::hash_map::Entry::Vacant(v) = keys.entry((pid, secret)) {
-                v.insert(Entry { server_pid, server_secret: server_secret.to_vec(), upstream: upstream.clone() });
-                return Guard { pid, secret, registry: Some(self.clone()) };
+                v.insert(Entry {
+                    server_pid,
+                    server_secret: server_secret.to_vec(),
+                    upstream: upstream.clone(),
+                });
+                return Guard {
+                    pid,
+                    secret,
+                    registry: Some(self.clone()),
+                };
             }
         }
     }
@@ -74,11 +86,14 @@ impl CancelRegistry {
 /// key is dropped silently, as PostgreSQL does (a cancel request gets no answer either way).
 pub async fn forward(ctx: &PgContext, pid: i32, secret: &[u8]) -> Result<(), PgError> {
     let Ok(secret) = <[u8; 4]>::try_from(secret) else {
-        return Err(PgError::ClientRefused("cancel key of unexpected length".into()));
+        return Err(PgError::ClientRefused(
+            "cancel key of unexpected length".into(),
+        ));
     };
     let target = {
         let keys = ctx.cancels.keys.lock().unwrap();
-        keys.get(&(pid, secret)).map(|e| (e.server_pid, e.server_secret.clone(), e.upstream.clone()))
+        keys.get(&(pid, secret))
+            .map(|e| (e.server_pid, e.server_secret.clone(), e.upstream.clone()))
     };
     let Some((server_pid, server_secret, upstream)) = target else {
         tracing::warn!("cancel request with an unknown key ignored");

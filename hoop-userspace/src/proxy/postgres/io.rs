@@ -18,8 +18,14 @@ pub async fn read_frame<S: AsyncRead + Unpin>(
 ) -> Result<Option<Frame>, PgError> {
     let splitter = FrameSplitter::new(dir, Limits::DEFAULT);
     let (proto, io) = match dir {
-        Direction::Frontend => (PgError::ClientProtocol as fn(_) -> _, PgError::ClientIo as fn(_) -> _),
-        Direction::Backend => (PgError::UpstreamProtocol as fn(_) -> _, PgError::UpstreamIo as fn(_) -> _),
+        Direction::Frontend => (
+            PgError::ClientProtocol as fn(_) -> _,
+            PgError::ClientIo as fn(_) -> _,
+        ),
+        Direction::Backend => (
+            PgError::UpstreamProtocol as fn(_) -> _,
+            PgError::UpstreamIo as fn(_) -> _,
+        ),
     };
     loop {
         if let Some(f) = splitter.next_frame(buf).map_err(proto)? {
@@ -29,7 +35,10 @@ pub async fn read_frame<S: AsyncRead + Unpin>(
             if buf.is_empty() {
                 return Ok(None);
             }
-            return Err(io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed mid-message")));
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed mid-message",
+            )));
         }
     }
 }
@@ -45,7 +54,10 @@ pub fn frontend(frame: &Frame) -> Result<FrontendMessage<'_>, PgError> {
 }
 
 /// Reads one startup-phase packet (no type byte) from the client: the packet and its length.
-pub async fn read_startup<S: AsyncRead + Unpin>(s: &mut S, buf: &mut BytesMut) -> Result<Option<usize>, PgError> {
+pub async fn read_startup<S: AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut BytesMut,
+) -> Result<Option<usize>, PgError> {
     loop {
         match startup::decode(buf).map_err(PgError::ClientProtocol)? {
             Some((_, n)) => return Ok(Some(n)),

@@ -49,7 +49,10 @@ pub enum PgError {
     #[error("client TLS handshake: {0}")]
     ClientTls(std::io::Error),
     #[error("upstream {addr}: {source}")]
-    UpstreamConnect { addr: std::net::SocketAddr, source: std::io::Error },
+    UpstreamConnect {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("upstream: {0}")]
     UpstreamIo(std::io::Error),
     #[error("upstream protocol: {0}")]
@@ -57,7 +60,10 @@ pub enum PgError {
     #[error("upstream refused TLS and the target requires it (upstream_tls = \"require\")")]
     UpstreamTlsRefused,
     #[error("upstream TLS to {name}: {source}")]
-    UpstreamTls { name: String, source: std::io::Error },
+    UpstreamTls {
+        name: String,
+        source: std::io::Error,
+    },
     #[error("upstream authentication: {0}")]
     UpstreamAuth(String),
     #[error("TLS setup: {0}")]
@@ -116,12 +122,19 @@ pub async fn run(
     connect_timeout: Duration,
 ) -> Result<(), PgError> {
     let target = &session.target.config;
-    let default_host = host_hint.clone().unwrap_or_else(|| session.orig_dst.ip().to_string());
+    let default_host = host_hint
+        .clone()
+        .unwrap_or_else(|| session.orig_dst.ip().to_string());
     let opening = startup::accept(client, &ctx.ca, &default_host).await?;
     // The name the upstream's certificate must carry: what the client asked for (SNI), else the
     // configured name the address came from, else the address itself.
-    let name = opening.sni().map(str::to_string).or(host_hint).unwrap_or_else(|| session.orig_dst.ip().to_string());
-    let server_name = ServerName::try_from(name.clone()).map_err(|_| PgError::ClientRefused(format!("bad server name {name:?}")))?;
+    let name = opening
+        .sni()
+        .map(str::to_string)
+        .or(host_hint)
+        .unwrap_or_else(|| session.orig_dst.ip().to_string());
+    let server_name = ServerName::try_from(name.clone())
+        .map_err(|_| PgError::ClientRefused(format!("bad server name {name:?}")))?;
     let upstream = Upstream {
         addr: session.orig_dst,
         server_name,
@@ -132,9 +145,18 @@ pub async fn run(
     };
     match opening {
         startup::Opening::Cancel { pid, secret, .. } => cancel::forward(ctx, pid, &secret).await,
-        startup::Opening::Startup { client, version, params, buffered } => {
+        startup::Opening::Startup {
+            client,
+            version,
+            params,
+            buffered,
+        } => {
             let server = startup::connect_upstream(&upstream).await?;
-            let start = auth::Start { version, params: &params, buffered };
+            let start = auth::Start {
+                version,
+                params: &params,
+                buffered,
+            };
             let authed = auth::relay(ctx, client, server, start, &upstream).await?;
             relay::run(ctx, audit, session, authed, &params).await
         }

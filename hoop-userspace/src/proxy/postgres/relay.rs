@@ -88,18 +88,32 @@ pub async fn run(
 ) -> Result<(), PgError> {
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let user = param("user");
-    let who = Who { database: param("database").or(user), user };
+    let who = Who {
+        database: param("database").or(user),
+        user,
+    };
     {
         let mut d = session.details.lock().unwrap();
         d.database = who.database.map(str::to_string);
         d.user = who.user.map(str::to_string);
     }
     // `_cancel` (not `_`) keeps the cancel key registered until the session ends
-    let Authed { client, server, client_buf, server_buf, cancel_guard: _cancel } = authed;
+    let Authed {
+        client,
+        server,
+        client_buf,
+        server_buf,
+        cancel_guard: _cancel,
+    } = authed;
     let (crd, cwr) = tokio::io::split(client);
     let (srd, swr) = tokio::io::split(server);
     let shared = Mutex::new(Shared::default());
-    let cx = Cx { ctx, audit, session, who: &who };
+    let cx = Cx {
+        ctx,
+        audit,
+        session,
+        who: &who,
+    };
     let up = client_to_server(&cx, crd, swr, client_buf, &shared);
     let down = server_to_client(&cx, srd, cwr, server_buf, &shared);
     let result = tokio::select! {
@@ -126,7 +140,10 @@ async fn client_to_server(
     loop {
         {
             let mut sh = shared.lock().unwrap();
-            while let Some(frame) = splitter.next_frame(&mut buf).map_err(PgError::ClientProtocol)? {
+            while let Some(frame) = splitter
+                .next_frame(&mut buf)
+                .map_err(PgError::ClientProtocol)?
+            {
                 cx.session.add_up(frame.wire().len() as u64);
                 on_client_frame(cx, &mut state, &mut sh, frame, &mut out)?;
             }
@@ -175,65 +192,115 @@ fn decide_all(cx: &Cx<'_>, stmts: &[Classification]) -> Decision {
 }
 
 fn first_denied_kind(stmts: &[Classification], d: &Decision) -> &'static str {
-    stmts.iter().map(|s| s.kind.as_str()).find(|k| d.rule.ends_with(&format!(":{k}"))).unwrap_or("statement")
+    stmts
+        .iter()
+        .map(|s| s.kind.as_str())
+        .find(|k| d.rule.ends_with(&format!(":{k}")))
+        .unwrap_or("statement")
 }
 
-fn on_client_frame(cx: &Cx<'_>, st: &mut ClientState, sh: &mut Shared, frame: Frame, out: &mut BytesMut) -> Result<(), PgError> {
+fn on_client_frame(
+    cx: &Cx<'_>,
+    st: &mut ClientState,
+    sh: &mut Shared,
+    frame: Frame,
+    out: &mut BytesMut,
+) -> Result<(), PgError> {
     let tag = frame.tag();
     if st.skip_until_sync && tag != b'S' && tag != b'X' {
         return Ok(());
     }
     match tag {
         b'Q' => {
-            let FrontendMessage::Query(q) = super::io::frontend(&frame)? else { unreachable!() };
+            let FrontendMessage::Query(q) = super::io::frontend(&frame)? else {
+                unreachable!()
+            };
             let stmts = cx.ctx.classify.classify(q.sql);
             let decision = decide_all(cx, &stmts);
             let batch = sh.batches_sent;
             sh.batches_sent += 1;
-            let mut pending = Pending::new(PendingKind::Simple { next: 0 }, q.sql.into(), stmts, decision, batch);
+            let mut pending = Pending::new(
+                PendingKind::Simple { next: 0 },
+                q.sql.into(),
+                stmts,
+                decision,
+                batch,
+            );
             match admit(cx, st, &mut pending) {
                 Ok(()) => {
                     out.extend_from_slice(frame.wire());
                     sh.pending.push_back(pending);
                 }
                 Err(refusal) => {
-                    Query { sql: &refusal.sql() }.encode(out)?;
+                    Query {
+                        sql: &refusal.sql(),
+                    }
+                    .encode(out)?;
                     sh.pending.push_back(pending.refused(refusal.code));
                 }
             }
         }
         b'P' => {
-            let FrontendMessage::Parse(p) = super::io::frontend(&frame)? else { unreachable!() };
+            let FrontendMessage::Parse(p) = super::io::frontend(&frame)? else {
+                unreachable!()
+            };
             let stmts = cx.ctx.classify.classify(p.query);
             let decision = decide_all(cx, &stmts);
             if decision.action == Action::Deny {
                 // decided at Parse: the statement never reaches the server, even prepared
-                let mut pending = Pending::new(PendingKind::Extended, p.query.into(), stmts, decision, sh.batches_sent);
+                let mut pending = Pending::new(
+                    PendingKind::Extended,
+                    p.query.into(),
+                    stmts,
+                    decision,
+                    sh.batches_sent,
+                );
                 let refusal = admit(cx, st, &mut pending).expect_err("a denial is refused");
                 encode_parse(out, "", &refusal.sql(), std::iter::empty())?;
                 encode_bind(out, "", "", &[], std::iter::empty(), &[])?;
-                Execute { portal: "", max_rows: 0 }.encode(out)?;
+                Execute {
+                    portal: "",
+                    max_rows: 0,
+                }
+                .encode(out)?;
                 sh.swallow += 2;
                 st.skip_until_sync = true;
                 sh.pending.push_back(pending.refused(refusal.code));
             } else {
-                st.prepared.insert(p.name.to_string(), Prepared { text: p.query.into(), stmts });
+                st.prepared.insert(
+                    p.name.to_string(),
+                    Prepared {
+                        text: p.query.into(),
+                        stmts,
+                    },
+                );
                 out.extend_from_slice(frame.wire());
             }
         }
         b'B' => {
-            let FrontendMessage::Bind(b) = super::io::frontend(&frame)? else { unreachable!() };
-            st.portals.insert(b.portal.to_string(), b.statement.to_string());
+            let FrontendMessage::Bind(b) = super::io::frontend(&frame)? else {
+                unreachable!()
+            };
+            st.portals
+                .insert(b.portal.to_string(), b.statement.to_string());
             out.extend_from_slice(frame.wire());
         }
         b'E' => {
-            let FrontendMessage::Execute(e) = super::io::frontend(&frame)? else { unreachable!() };
+            let FrontendMessage::Execute(e) = super::io::frontend(&frame)? else {
+                unreachable!()
+            };
             let prepared = st.portals.get(e.portal).and_then(|s| st.prepared.get(s));
             let (text, stmts) = match prepared {
                 Some(p) => (p.text.clone(), p.stmts.clone()),
                 None => (Arc::from(""), Arc::from(Vec::new())),
             };
-            let mut pending = Pending::new(PendingKind::Extended, text, stmts, Decision::allow_default(), sh.batches_sent);
+            let mut pending = Pending::new(
+                PendingKind::Extended,
+                text,
+                stmts,
+                Decision::allow_default(),
+                sh.batches_sent,
+            );
             match admit(cx, st, &mut pending) {
                 Ok(()) => {
                     out.extend_from_slice(frame.wire());
@@ -243,7 +310,11 @@ fn on_client_frame(cx: &Cx<'_>, st: &mut ClientState, sh: &mut Shared, frame: Fr
                     // the portal is the client's; run the refusal instead, then skip to Sync
                     encode_parse(out, "", &refusal.sql(), std::iter::empty())?;
                     encode_bind(out, "", "", &[], std::iter::empty(), &[])?;
-                    Execute { portal: "", max_rows: 0 }.encode(out)?;
+                    Execute {
+                        portal: "",
+                        max_rows: 0,
+                    }
+                    .encode(out)?;
                     sh.swallow += 2;
                     st.skip_until_sync = true;
                     sh.pending.push_back(pending.refused(refusal.code));
@@ -300,12 +371,18 @@ fn admit(cx: &Cx<'_>, st: &mut ClientState, p: &mut Pending) -> Result<(), Refus
         }
         Err(e) => {
             tracing::error!(error = %e, "audit trail unavailable; request refused");
-            return Err(Refusal { code: "58030", message: "hoop: audit trail unavailable; request refused".into() });
+            return Err(Refusal {
+                code: "58030",
+                message: "hoop: audit trail unavailable; request refused".into(),
+            });
         }
     }
     if p.decision.action == Action::Deny {
         let kind = first_denied_kind(&p.stmts, &p.decision);
-        return Err(Refusal { code: "42501", message: p.decision.deny_message(kind) });
+        return Err(Refusal {
+            code: "42501",
+            message: p.decision.deny_message(kind),
+        });
     }
     Ok(())
 }
@@ -323,7 +400,10 @@ async fn server_to_client(
         let mut finished = Vec::new();
         {
             let mut sh = shared.lock().unwrap();
-            while let Some(frame) = splitter.next_frame(&mut buf).map_err(PgError::UpstreamProtocol)? {
+            while let Some(frame) = splitter
+                .next_frame(&mut buf)
+                .map_err(PgError::UpstreamProtocol)?
+            {
                 on_server_frame(&mut sh, &frame, &mut out, &mut finished)?;
             }
         }
@@ -370,7 +450,8 @@ fn on_server_frame(
             complete_front(sh, StatementOutcome::Complete(tag), finished);
         }
         b'E' => {
-            let BackendMessage::ErrorResponse(e) = BackendMessage::parse(frame.raw()).map_err(PgError::UpstreamProtocol)?
+            let BackendMessage::ErrorResponse(e) =
+                BackendMessage::parse(frame.raw()).map_err(PgError::UpstreamProtocol)?
             else {
                 unreachable!("tag E is ErrorResponse")
             };
@@ -384,7 +465,14 @@ fn on_server_frame(
                 // our replacement's error, without the PL/pgSQL context of how it was raised
                 let message = e.get(b'M').unwrap_or("hoop: request refused");
                 let refused_code = refused.unwrap();
-                ErrorNotice { severity: Severity::Error, code: refused_code, message, detail: None, hint: None }.encode_error(out)?;
+                ErrorNotice {
+                    severity: Severity::Error,
+                    code: refused_code,
+                    message,
+                    detail: None,
+                    hint: None,
+                }
+                .encode_error(out)?;
                 complete_front(sh, StatementOutcome::Error(code), finished);
                 return Ok(());
             }
@@ -392,7 +480,11 @@ fn on_server_frame(
         }
         b'Z' => {
             sh.batches_done += 1;
-            while sh.pending.front().is_some_and(|p| p.batch < sh.batches_done) {
+            while sh
+                .pending
+                .front()
+                .is_some_and(|p| p.batch < sh.batches_done)
+            {
                 sh.pending.pop_front().unwrap().drain_unexecuted(finished);
             }
         }
@@ -403,8 +495,14 @@ fn on_server_frame(
 }
 
 /// Attributes a completion to the oldest statement still waiting for one.
-fn complete_front(sh: &mut Shared, outcome: StatementOutcome, finished: &mut Vec<(Pending, StatementOutcome)>) {
-    let Some(front) = sh.pending.front_mut() else { return };
+fn complete_front(
+    sh: &mut Shared,
+    outcome: StatementOutcome,
+    finished: &mut Vec<(Pending, StatementOutcome)>,
+) {
+    let Some(front) = sh.pending.front_mut() else {
+        return;
+    };
     match front.kind {
         PendingKind::Simple { next: i } => {
             let errored = matches!(outcome, StatementOutcome::Error(_));

@@ -72,7 +72,9 @@ impl ResolvesServerCert for LeafResolver {
 
 impl std::fmt::Debug for NodeCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeCa").field("cert", &self.cert_path()).finish()
+        f.debug_struct("NodeCa")
+            .field("cert", &self.cert_path())
+            .finish()
     }
 }
 
@@ -81,12 +83,19 @@ fn server_config(ca: &Arc<NodeCa>, default_host: &str) -> Result<Arc<ServerConfi
         .with_safe_default_protocol_versions()
         .map_err(|e| PgError::Tls(e.into()))?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(LeafResolver { ca: ca.clone(), default_host: default_host.to_string() }));
+        .with_cert_resolver(Arc::new(LeafResolver {
+            ca: ca.clone(),
+            default_host: default_host.to_string(),
+        }));
     Ok(Arc::new(cfg))
 }
 
 /// Reads the client's opening packets until a StartupMessage or CancelRequest.
-pub async fn accept(tcp: TcpStream, ca: &Arc<NodeCa>, default_host: &str) -> Result<Opening, PgError> {
+pub async fn accept(
+    tcp: TcpStream,
+    ca: &Arc<NodeCa>,
+    default_host: &str,
+) -> Result<Opening, PgError> {
     let mut client = Stream::Plain(tcp);
     let mut buf = BytesMut::with_capacity(1024);
     loop {
@@ -102,7 +111,9 @@ pub async fn accept(tcp: TcpStream, ca: &Arc<NodeCa>, default_host: &str) -> Res
                     return Err(PgError::ClientRefused("data after SSLRequest".into()));
                 }
                 io::write_client(&mut client, b"S").await?;
-                let Stream::Plain(tcp) = client else { unreachable!() };
+                let Stream::Plain(tcp) = client else {
+                    unreachable!()
+                };
                 let acceptor = tokio_rustls::TlsAcceptor::from(server_config(ca, default_host)?);
                 let tls = acceptor.accept(tcp).await.map_err(PgError::ClientTls)?;
                 client = Stream::ServerTls(Box::new(tls));
@@ -115,16 +126,31 @@ pub async fn accept(tcp: TcpStream, ca: &Arc<NodeCa>, default_host: &str) -> Res
                 return Err(PgError::ClientRefused("encryption requested twice".into()));
             }
             StartupPacket::CancelRequest { pid, secret_key } => {
-                return Ok(Opening::Cancel { pid, secret: secret_key.to_vec(), sni: client.sni().map(str::to_string) });
+                return Ok(Opening::Cancel {
+                    pid,
+                    secret: secret_key.to_vec(),
+                    sni: client.sni().map(str::to_string),
+                });
             }
             StartupPacket::Startup { version, params } => {
                 if version.major != 3 {
                     refuse_client(&mut client, "0A000", "unsupported frontend protocol").await;
-                    return Err(PgError::ClientRefused(format!("protocol {}.{}", version.major, version.minor)));
+                    return Err(PgError::ClientRefused(format!(
+                        "protocol {}.{}",
+                        version.major, version.minor
+                    )));
                 }
-                let params = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                let params = params
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
                 buf.advance(n);
-                return Ok(Opening::Startup { client, version, params, buffered: buf });
+                return Ok(Opening::Startup {
+                    client,
+                    version,
+                    params,
+                    buffered: buf,
+                });
             }
         }
     }
@@ -133,7 +159,13 @@ pub async fn accept(tcp: TcpStream, ca: &Arc<NodeCa>, default_host: &str) -> Res
 /// Sends a FATAL ErrorResponse (best effort: the session ends anyway).
 pub async fn refuse_client(client: &mut Stream, code: &str, message: &str) {
     let mut out = BytesMut::new();
-    let e = ErrorNotice { severity: Severity::Fatal, code, message, detail: None, hint: None };
+    let e = ErrorNotice {
+        severity: Severity::Fatal,
+        code,
+        message,
+        detail: None,
+        hint: None,
+    };
     if e.encode_error(&mut out).is_ok() {
         let _ = io::write_client(client, &out).await;
     }
@@ -144,7 +176,10 @@ pub async fn refuse_client(client: &mut Stream, code: &str, message: &str) {
 pub async fn connect_upstream(up: &Upstream) -> Result<Stream, PgError> {
     let mut tcp = upstream::connect(up.addr, up.mark, up.connect_timeout)
         .await
-        .map_err(|source| PgError::UpstreamConnect { addr: up.addr, source })?;
+        .map_err(|source| PgError::UpstreamConnect {
+            addr: up.addr,
+            source,
+        })?;
     let mut req = BytesMut::new();
     startup::encode_ssl_request(&mut req);
     io::write_server(&mut tcp, &req).await?;
@@ -152,15 +187,20 @@ pub async fn connect_upstream(up: &Upstream) -> Result<Stream, PgError> {
     match answer {
         b'S' => {
             let connector = tokio_rustls::TlsConnector::from(up.tls.clone());
-            let tls = connector.connect(up.server_name.clone(), tcp).await.map_err(|source| PgError::UpstreamTls {
-                name: server_name_text(&up.server_name),
-                source,
-            })?;
+            let tls = connector
+                .connect(up.server_name.clone(), tcp)
+                .await
+                .map_err(|source| PgError::UpstreamTls {
+                    name: server_name_text(&up.server_name),
+                    source,
+                })?;
             Ok(Stream::ClientTls(Box::new(tls)))
         }
         b'N' if !up.require_tls => Ok(Stream::Plain(tcp)),
         b'N' => Err(PgError::UpstreamTlsRefused),
-        other => Err(PgError::UpstreamAuth(format!("unexpected answer {other:#x} to SSLRequest"))),
+        other => Err(PgError::UpstreamAuth(format!(
+            "unexpected answer {other:#x} to SSLRequest"
+        ))),
     }
 }
 

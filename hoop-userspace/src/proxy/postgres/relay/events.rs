@@ -53,8 +53,24 @@ pub struct Pending {
 }
 
 impl Pending {
-    pub fn new(kind: PendingKind, text: Arc<str>, stmts: Arc<[Classification]>, decision: Decision, batch: u64) -> Self {
-        Self { kind, text, stmts, decision, batch, rows: 0, started: Instant::now(), index: None, request_seq: None }
+    pub fn new(
+        kind: PendingKind,
+        text: Arc<str>,
+        stmts: Arc<[Classification]>,
+        decision: Decision,
+        batch: u64,
+    ) -> Self {
+        Self {
+            kind,
+            text,
+            stmts,
+            decision,
+            batch,
+            rows: 0,
+            started: Instant::now(),
+            index: None,
+            request_seq: None,
+        }
     }
 
     /// The same request, replaced by a refusal with `code`.
@@ -154,7 +170,9 @@ impl Pending {
                     finished.push((self.statement_at(i), StatementOutcome::NotExecuted));
                 }
             }
-            PendingKind::Extended | PendingKind::Refused { .. } => finished.push((self, StatementOutcome::NotExecuted)),
+            PendingKind::Extended | PendingKind::Refused { .. } => {
+                finished.push((self, StatementOutcome::NotExecuted))
+            }
             PendingKind::Drained => {}
         }
     }
