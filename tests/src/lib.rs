@@ -19,6 +19,39 @@ use std::{
 
 use serde_json::Value;
 
+/// One root-only end-to-end test over a shared fixture `C`.
+pub type RootTest<C> = (&'static str, fn(&C) -> Result<(), libtest_mimic::Failed>);
+
+/// Runs root-only trials: without root each is reported `ignored` (never passed), and with
+/// `HOOP_REQUIRE_ROOT=1` (CI) a missing root fails the run. `setup` builds the shared fixture
+/// (a PostgreSQL server, …) only when the trials will run; it is dropped before exiting.
+pub fn run_root_trials<C: Send + Sync + 'static>(
+    setup: impl FnOnce() -> C,
+    tests: &[RootTest<C>],
+) -> ! {
+    let args = libtest_mimic::Arguments::from_args();
+    let root = is_root();
+    if !root {
+        if std::env::var("HOOP_REQUIRE_ROOT").is_ok_and(|v| v == "1") {
+            eprintln!("HOOP_REQUIRE_ROOT=1 but not running as root");
+            std::process::exit(1);
+        }
+        eprintln!("note: not root; every test below is ignored (needs eBPF, cgroups, nftables)");
+    }
+    let ctx = (root && !args.list).then(|| Arc::new(setup()));
+    let trials = tests
+        .iter()
+        .map(|&(name, f)| {
+            let ctx = ctx.clone();
+            libtest_mimic::Trial::test(name, move || f(ctx.as_deref().expect("fixture set up")))
+                .with_ignored_flag(!root)
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(ctx);
+    conclusion.exit()
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

@@ -5,10 +5,10 @@
 use std::{path::Path, process::Command, time::Duration};
 
 use hoop_tests::{
-    Env, Hoopd, hoopctl_bin, is_root,
+    Env, Hoopd, hoopctl_bin,
     pg::{self, Postgres},
 };
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Failed;
 
 const HOST: &str = "127.0.0.2";
 
@@ -276,30 +276,14 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn main() {
-    let args = Arguments::from_args();
-    let root = is_root();
-    if !root && std::env::var("HOOP_REQUIRE_ROOT").is_ok_and(|v| v == "1") {
-        eprintln!("HOOP_REQUIRE_ROOT=1 but not running as root");
-        std::process::exit(1);
-    }
-    let pg =
-        (root && !args.list).then(|| std::sync::Arc::new(Postgres::start("audit", HOST, 17300)));
-    let tests: [(&str, fn(&Postgres) -> Result<(), Failed>); 2] = [
-        ("tampering_is_detected", tampering_is_detected),
-        (
-            "kill9_loses_no_executed_statement",
-            kill9_loses_no_executed_statement,
-        ),
-    ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, f)| {
-            let pg = pg.clone();
-            Trial::test(name, move || f(pg.as_deref().expect("server started")))
-                .with_ignored_flag(!root)
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-    drop(pg);
-    conclusion.exit();
+    hoop_tests::run_root_trials(
+        || Postgres::start("audit", HOST, 17300),
+        &[
+            ("tampering_is_detected", tampering_is_detected),
+            (
+                "kill9_loses_no_executed_statement",
+                kill9_loses_no_executed_statement,
+            ),
+        ],
+    )
 }

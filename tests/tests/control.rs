@@ -8,8 +8,8 @@ use std::{
     time::Duration,
 };
 
-use hoop_tests::{Echo, Env, Hoopd, hoopctl_bin, is_root, send_line};
-use libtest_mimic::{Arguments, Failed, Trial};
+use hoop_tests::{Echo, Env, Hoopd, hoopctl_bin, send_line};
+use libtest_mimic::Failed;
 use serde_json::Value;
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_hoop-test-client");
@@ -45,7 +45,7 @@ fn echo_env(name: &str, port: u16, target_port: u16) -> (Env, Echo, Hoopd) {
 
 /// A held session shows in `sessions --json` and the table, `watch` streams its start, and
 /// `kill` ends it.
-fn sessions_watch_and_kill() -> Result<(), Failed> {
+fn sessions_watch_and_kill(_: &()) -> Result<(), Failed> {
     let (env, _echo, mut h) = echo_env("ctl-sessions", 19301, 17401);
     let mut watch = Command::new(hoopctl_bin())
         .arg("--socket")
@@ -137,7 +137,7 @@ fn sessions_watch_and_kill() -> Result<(), Failed> {
 
 /// A process in a cgroup that opened intercepted sessions is refused, so is an unprivileged uid;
 /// hoopctl says clearly when hoopd is down.
-fn callers_are_authorised() -> Result<(), Failed> {
+fn callers_are_authorised(_: &()) -> Result<(), Failed> {
     let (env, _echo, mut h) = echo_env("ctl-auth", 19302, 17402);
     let (ok, _) = env.client(CLIENT, "127.0.0.2:17402", "x", &[]);
     check(ok, || "session".into())?;
@@ -175,19 +175,11 @@ fn callers_are_authorised() -> Result<(), Failed> {
 }
 
 fn main() {
-    let args = Arguments::from_args();
-    let root = is_root();
-    if !root && std::env::var("HOOP_REQUIRE_ROOT").is_ok_and(|v| v == "1") {
-        eprintln!("HOOP_REQUIRE_ROOT=1 but not running as root");
-        std::process::exit(1);
-    }
-    let tests: [(&str, fn() -> Result<(), Failed>); 2] = [
-        ("sessions_watch_and_kill", sessions_watch_and_kill),
-        ("callers_are_authorised", callers_are_authorised),
-    ];
-    let trials = tests
-        .into_iter()
-        .map(|(n, f)| Trial::test(n, f).with_ignored_flag(!root))
-        .collect();
-    libtest_mimic::run(&args, trials).exit();
+    hoop_tests::run_root_trials(
+        || (),
+        &[
+            ("sessions_watch_and_kill", sessions_watch_and_kill),
+            ("callers_are_authorised", callers_are_authorised),
+        ],
+    )
 }

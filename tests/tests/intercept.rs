@@ -7,8 +7,8 @@ use std::{
     time::Duration,
 };
 
-use hoop_tests::{Echo, Env, Hoopd, is_root, pg::Postgres, send_line, session_ends};
-use libtest_mimic::{Arguments, Failed, Trial};
+use hoop_tests::{Echo, Env, Hoopd, pg::Postgres, send_line, session_ends};
+use libtest_mimic::Failed;
 use serde_json::Value;
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_hoop-test-client");
@@ -25,7 +25,7 @@ fn check(cond: bool, msg: impl FnOnce() -> String) -> Result<(), Failed> {
 
 /// v4 client in the cgroup is redirected (hoopd records it with the right process facts and
 /// byte counts); the same connect from outside goes direct.
-fn redirect_inside_direct_outside() -> Result<(), Failed> {
+fn redirect_inside_direct_outside(_: &()) -> Result<(), Failed> {
     let env = Env::new("v4", 19001);
     let echo = Echo::start("127.0.0.2:17001");
     let cfg = env.write_config(&env.config(&tcp_target("echo", "\"127.0.0.2/32\"", "17001")));
@@ -80,7 +80,7 @@ fn redirect_inside_direct_outside() -> Result<(), Failed> {
 }
 
 /// IPv6 and IPv4-mapped destinations are redirected too, and getpeername shows the original.
-fn ipv6_and_v4_mapped_with_getpeername() -> Result<(), Failed> {
+fn ipv6_and_v4_mapped_with_getpeername(_: &()) -> Result<(), Failed> {
     let env = Env::new("v6", 19002);
     let _e6 = Echo::start("[::1]:17002");
     let _e4 = Echo::start("127.0.0.2:17002");
@@ -114,7 +114,7 @@ fn ipv6_and_v4_mapped_with_getpeername() -> Result<(), Failed> {
 
 /// hoopd itself inside the attached cgroup: its upstream connects carry its mark and are not
 /// redirected back to itself.
-fn hoopd_inside_cgroup_not_looped() -> Result<(), Failed> {
+fn hoopd_inside_cgroup_not_looped(_: &()) -> Result<(), Failed> {
     let env = Env::new("self", 19003);
     let _echo = Echo::start("127.0.0.2:17003");
     let cfg = env.write_config(&env.config(&tcp_target("echo", "\"127.0.0.2/32\"", "17003")));
@@ -129,7 +129,7 @@ fn hoopd_inside_cgroup_not_looped() -> Result<(), Failed> {
 
 /// kill -9: protected connects are refused (not direct) while the pins stay; a restart re-adopts
 /// the same pins and serves again.
-fn fail_closed_and_readopt() -> Result<(), Failed> {
+fn fail_closed_and_readopt(_: &()) -> Result<(), Failed> {
     let env = Env::new("restart", 19004);
     let echo = Echo::start("127.0.0.2:17004");
     let cfg = env.write_config(&env.config(&tcp_target("echo", "\"127.0.0.2/32\"", "17004")));
@@ -163,7 +163,7 @@ fn fail_closed_and_readopt() -> Result<(), Failed> {
 
 /// With the programs detached (link pins removed) the nftables guard drops the direct path
 /// from the cgroup, and only from it.
-fn guard_drops_when_detached() -> Result<(), Failed> {
+fn guard_drops_when_detached(_: &()) -> Result<(), Failed> {
     let env = Env::new("guard", 19005);
     let echo = Echo::start("127.0.0.2:17005");
     let cfg = env.write_config(&env.config(&tcp_target("echo", "\"127.0.0.2/32\"", "17005")));
@@ -211,7 +211,7 @@ fn guard_drops_when_detached() -> Result<(), Failed> {
 }
 
 /// 200 concurrent clients through the redirect.
-fn concurrent_200() -> Result<(), Failed> {
+fn concurrent_200(_: &()) -> Result<(), Failed> {
     let env = Env::new("conc", 19006);
     let _echo = Echo::start("127.0.0.2:17006");
     let cfg = env.write_config(&env.config(&tcp_target("echo", "\"127.0.0.2/32\"", "17006")));
@@ -246,7 +246,7 @@ fn concurrent_200() -> Result<(), Failed> {
 }
 
 /// A connection to the listener that the kernel did not redirect is closed, never forwarded.
-fn listener_without_record_refused() -> Result<(), Failed> {
+fn listener_without_record_refused(_: &()) -> Result<(), Failed> {
     let env = Env::new("norec", 19007);
     let echo = Echo::start("127.0.0.2:17007");
     let cfg = env.write_config(&env.config(&tcp_target("echo", "\"127.0.0.2/32\"", "17007")));
@@ -268,7 +268,7 @@ fn listener_without_record_refused() -> Result<(), Failed> {
 }
 
 /// Invalid configuration: exit 64 with the key named, for `check-config` and for `run`.
-fn bad_config_exits_64() -> Result<(), Failed> {
+fn bad_config_exits_64(_: &()) -> Result<(), Failed> {
     let env = Env::new("badcfg", 19008);
     let cases = [
         ("[listen]\nadress = \"127.0.0.1:1\"\n", "adress"),
@@ -307,7 +307,7 @@ fn bad_config_exits_64() -> Result<(), Failed> {
 }
 
 /// SIGHUP adds and removes targets live; an open session survives the reload.
-fn sighup_adds_and_removes_targets() -> Result<(), Failed> {
+fn sighup_adds_and_removes_targets(_: &()) -> Result<(), Failed> {
     let env = Env::new("hup", 19009);
     let a = Echo::start("127.0.0.2:17009");
     let b = Echo::start("127.0.0.3:17009");
@@ -376,7 +376,7 @@ fn sighup_adds_and_removes_targets() -> Result<(), Failed> {
 
 /// A real PostgreSQL on 127.0.0.2 reached by real psql through the redirect (protocol tcp:
 /// TLS and SCRAM end to end).
-fn psql_through_tcp_target() -> Result<(), Failed> {
+fn psql_through_tcp_target(_: &()) -> Result<(), Failed> {
     check(Postgres::available(), || {
         "PostgreSQL 15 server not installed (xtask test installs it)".into()
     })?;
@@ -411,7 +411,7 @@ fn psql_through_tcp_target() -> Result<(), Failed> {
 }
 
 /// A target whose protocol this hoopd cannot inspect yet is refused, not passed through.
-fn unsupported_protocol_fails_closed() -> Result<(), Failed> {
+fn unsupported_protocol_fails_closed(_: &()) -> Result<(), Failed> {
     let env = Env::new("unsup", 19011);
     let echo = Echo::start("127.0.0.2:17011");
     let t = "[[target]]\nname = \"sql\"\nprotocol = \"tds\"\ncidrs = [\"127.0.0.2/32\"]\nports = [17011]\n";
@@ -431,7 +431,7 @@ fn unsupported_protocol_fails_closed() -> Result<(), Failed> {
 }
 
 /// `hoopd teardown` detaches and unpins everything and removes the guard: direct again.
-fn teardown_removes_everything() -> Result<(), Failed> {
+fn teardown_removes_everything(_: &()) -> Result<(), Failed> {
     let env = Env::new("teardown", 19012);
     let echo = Echo::start("127.0.0.2:17012");
     let cfg = env.write_config(&env.config(&tcp_target("echo", "\"127.0.0.2/32\"", "17012")));
@@ -465,52 +465,39 @@ fn teardown_removes_everything() -> Result<(), Failed> {
 }
 
 fn main() {
-    let args = Arguments::from_args();
-    let root = is_root();
-    if !root {
-        if std::env::var("HOOP_REQUIRE_ROOT").is_ok_and(|v| v == "1") {
-            eprintln!("HOOP_REQUIRE_ROOT=1 but not running as root");
-            std::process::exit(1);
-        }
-        eprintln!(
-            "note: not root; every interception test below is ignored (needs eBPF, cgroups, nftables)"
-        );
-    }
-    let tests: [(&str, fn() -> Result<(), Failed>); 12] = [
-        (
-            "redirect_inside_direct_outside",
-            redirect_inside_direct_outside,
-        ),
-        (
-            "ipv6_and_v4_mapped_with_getpeername",
-            ipv6_and_v4_mapped_with_getpeername,
-        ),
-        (
-            "hoopd_inside_cgroup_not_looped",
-            hoopd_inside_cgroup_not_looped,
-        ),
-        ("fail_closed_and_readopt", fail_closed_and_readopt),
-        ("guard_drops_when_detached", guard_drops_when_detached),
-        ("concurrent_200", concurrent_200),
-        (
-            "listener_without_record_refused",
-            listener_without_record_refused,
-        ),
-        ("bad_config_exits_64", bad_config_exits_64),
-        (
-            "sighup_adds_and_removes_targets",
-            sighup_adds_and_removes_targets,
-        ),
-        ("psql_through_tcp_target", psql_through_tcp_target),
-        (
-            "unsupported_protocol_fails_closed",
-            unsupported_protocol_fails_closed,
-        ),
-        ("teardown_removes_everything", teardown_removes_everything),
-    ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, f)| Trial::test(name, f).with_ignored_flag(!root))
-        .collect();
-    libtest_mimic::run(&args, trials).exit();
+    hoop_tests::run_root_trials(
+        || (),
+        &[
+            (
+                "redirect_inside_direct_outside",
+                redirect_inside_direct_outside,
+            ),
+            (
+                "ipv6_and_v4_mapped_with_getpeername",
+                ipv6_and_v4_mapped_with_getpeername,
+            ),
+            (
+                "hoopd_inside_cgroup_not_looped",
+                hoopd_inside_cgroup_not_looped,
+            ),
+            ("fail_closed_and_readopt", fail_closed_and_readopt),
+            ("guard_drops_when_detached", guard_drops_when_detached),
+            ("concurrent_200", concurrent_200),
+            (
+                "listener_without_record_refused",
+                listener_without_record_refused,
+            ),
+            ("bad_config_exits_64", bad_config_exits_64),
+            (
+                "sighup_adds_and_removes_targets",
+                sighup_adds_and_removes_targets,
+            ),
+            ("psql_through_tcp_target", psql_through_tcp_target),
+            (
+                "unsupported_protocol_fails_closed",
+                unsupported_protocol_fails_closed,
+            ),
+            ("teardown_removes_everything", teardown_removes_everything),
+        ],
+    )
 }

@@ -2,13 +2,13 @@
 //! (TLS + SCRAM) with real clients: psql in every sslmode, pgbench in every query mode,
 //! tokio-postgres with rustls. Root only (eBPF): without it every test is reported ignored.
 
-use std::{process::Command, sync::Arc, time::Duration};
+use std::{process::Command, time::Duration};
 
 use hoop_tests::{
-    Env, Hoopd, is_root, json_lines,
+    Env, Hoopd, json_lines,
     pg::{self, Postgres},
 };
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Failed;
 use serde_json::Value;
 
 const PG_CLIENT: &str = env!("CARGO_BIN_EXE_hoop-pg-client");
@@ -354,31 +354,16 @@ fn malformed_input_survived(pg: &Postgres) -> Result<(), Failed> {
 }
 
 fn main() {
-    let args = Arguments::from_args();
-    let root = is_root();
-    if !root && std::env::var("HOOP_REQUIRE_ROOT").is_ok_and(|v| v == "1") {
-        eprintln!("HOOP_REQUIRE_ROOT=1 but not running as root");
-        std::process::exit(1);
-    }
-    let pg = (root && !args.list).then(|| Arc::new(Postgres::start("proxy", HOST, PORT)));
-    let tests: [(&str, fn(&Postgres) -> Result<(), Failed>); 7] = [
-        ("psql_every_sslmode", psql_every_sslmode),
-        ("credentials_relayed", credentials_relayed),
-        ("deny_statements", deny_statements),
-        ("pgbench_modes", pgbench_modes),
-        ("tokio_postgres_client", tokio_postgres_client),
-        ("large_result_identical", large_result_identical),
-        ("malformed_input_survived", malformed_input_survived),
-    ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, f)| {
-            let pg = pg.clone();
-            Trial::test(name, move || f(pg.as_deref().expect("server started")))
-                .with_ignored_flag(!root)
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-    drop(pg);
-    conclusion.exit();
+    hoop_tests::run_root_trials(
+        || Postgres::start("proxy", HOST, PORT),
+        &[
+            ("psql_every_sslmode", psql_every_sslmode),
+            ("credentials_relayed", credentials_relayed),
+            ("deny_statements", deny_statements),
+            ("pgbench_modes", pgbench_modes),
+            ("tokio_postgres_client", tokio_postgres_client),
+            ("large_result_identical", large_result_identical),
+            ("malformed_input_survived", malformed_input_survived),
+        ],
+    )
 }

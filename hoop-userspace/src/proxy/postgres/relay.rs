@@ -256,16 +256,7 @@ fn on_client_frame(
                     sh.batches_sent,
                 );
                 let refusal = admit(cx, st, &mut pending).expect_err("a denial is refused");
-                encode_parse(out, "", &refusal.sql(), std::iter::empty())?;
-                encode_bind(out, "", "", &[], std::iter::empty(), &[])?;
-                Execute {
-                    portal: "",
-                    max_rows: 0,
-                }
-                .encode(out)?;
-                sh.swallow += 2;
-                st.skip_until_sync = true;
-                sh.pending.push_back(pending.refused(refusal.code));
+                refuse_extended(out, sh, st, pending, &refusal)?;
             } else {
                 st.prepared.insert(
                     p.name.to_string(),
@@ -306,19 +297,8 @@ fn on_client_frame(
                     out.extend_from_slice(frame.wire());
                     sh.pending.push_back(pending);
                 }
-                Err(refusal) => {
-                    // the portal is the client's; run the refusal instead, then skip to Sync
-                    encode_parse(out, "", &refusal.sql(), std::iter::empty())?;
-                    encode_bind(out, "", "", &[], std::iter::empty(), &[])?;
-                    Execute {
-                        portal: "",
-                        max_rows: 0,
-                    }
-                    .encode(out)?;
-                    sh.swallow += 2;
-                    st.skip_until_sync = true;
-                    sh.pending.push_back(pending.refused(refusal.code));
-                }
+                // the portal is the client's; run the refusal instead, then skip to Sync
+                Err(refusal) => refuse_extended(out, sh, st, pending, &refusal)?,
             }
         }
         b'C' => {
@@ -341,6 +321,29 @@ fn on_client_frame(
         }
         _ => out.extend_from_slice(frame.wire()),
     }
+    Ok(())
+}
+
+/// Extended protocol: the server runs the refusal (unnamed Parse/Bind/Execute) in the request's
+/// place; its ParseComplete and BindComplete are swallowed, and the client's messages up to Sync
+/// are skipped, as the server itself would after an error.
+fn refuse_extended(
+    out: &mut BytesMut,
+    sh: &mut Shared,
+    st: &mut ClientState,
+    pending: Pending,
+    refusal: &Refusal,
+) -> Result<(), PgError> {
+    encode_parse(out, "", &refusal.sql(), std::iter::empty())?;
+    encode_bind(out, "", "", &[], std::iter::empty(), &[])?;
+    Execute {
+        portal: "",
+        max_rows: 0,
+    }
+    .encode(out)?;
+    sh.swallow += 2;
+    st.skip_until_sync = true;
+    sh.pending.push_back(pending.refused(refusal.code));
     Ok(())
 }
 
