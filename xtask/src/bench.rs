@@ -54,16 +54,7 @@ impl Bench {
         let cgroup = cg_root.join(format!("hoop-bench-{}", std::process::id()));
         std::fs::create_dir_all(&cgroup)?;
         let config = dir.join("hoop.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[listen]\naddress = \"{LISTEN}\"\naddress6 = \"[::1]:19900\"\n[intercept]\ncgroup = \"{}\"\n\
-                 pin_dir = \"/sys/fs/bpf/hoop_bench\"\nnft_table = \"hoop_bench\"\n[state]\ndir = \"{}\"\n\
-                 [[target]]\nname = \"bench\"\nprotocol = \"tcp\"\ncidrs = [\"127.0.0.2/32\"]\nports = [18001]\n",
-                cgroup.display(),
-                dir.join("state").display()
-            ),
-        )?;
+        write_config(&config, &cgroup, &dir, true)?;
         let bin = root().join("target/release");
         let mut b = Self {
             dir,
@@ -143,17 +134,25 @@ impl Bench {
         println!(
             "hook cost: {CONNECTS} connect/close cycles to an unprotected server from the cgroup, {ROUNDS} rounds"
         );
-        let (mut on, mut off) = (Vec::new(), Vec::new());
+        // three arms, interleaved: eBPF programs only, programs + nftables guard, neither
+        let (mut progs, mut guarded, mut off) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            let h = self.start_hoopd()?;
-            on.push(self.client(true, &["connect-loop", UNPROTECTED, CONNECTS])?);
-            self.stop_hoopd(h)?;
+            for (guard, arm) in [(false, &mut progs), (true, &mut guarded)] {
+                write_config(&self.config, &self.cgroup, &self.dir, guard)?;
+                let h = self.start_hoopd()?;
+                arm.push(self.client(true, &["connect-loop", UNPROTECTED, CONNECTS])?);
+                self.stop_hoopd(h)?;
+            }
             off.push(self.client(true, &["connect-loop", UNPROTECTED, CONNECTS])?);
         }
-        let (on, off) = (median(on), median(off));
+        let (progs, guarded, off) = (median(progs), median(guarded), median(off));
         println!(
-            "  attached {on:.0} ns/connect, detached {off:.0} ns/connect: ratio {:.3} (goal <= 1.05)",
-            on / off
+            "  programs attached {progs:.0} ns/connect, detached {off:.0} ns/connect: ratio {:.3} (goal <= 1.05)",
+            progs / off
+        );
+        println!(
+            "  programs + nftables guard {guarded:.0} ns/connect: ratio {:.3} (the guard's rule runs on every packet of the cgroup)",
+            guarded / off
         );
 
         let h = self.start_hoopd()?;
@@ -194,6 +193,24 @@ impl Bench {
         std::thread::sleep(Duration::from_millis(100));
         let _ = std::fs::remove_dir(&self.cgroup);
     }
+}
+
+fn write_config(
+    path: &std::path::Path,
+    cgroup: &std::path::Path,
+    dir: &std::path::Path,
+    guard: bool,
+) -> Result<()> {
+    let text = format!(
+        "[listen]\naddress = \"{LISTEN}\"\naddress6 = \"[::1]:19900\"\n[intercept]\ncgroup = \"{}\"\n\
+         pin_dir = \"/sys/fs/bpf/hoop_bench\"\nnft_table = \"hoop_bench\"\nguard = {guard}\n[state]\ndir = \"{}\"\n\
+         [control]\nsocket = \"{}\"\n\
+         [[target]]\nname = \"bench\"\nprotocol = \"tcp\"\ncidrs = [\"127.0.0.2/32\"]\nports = [18001]\n",
+        cgroup.display(),
+        dir.join("state").display(),
+        dir.join("control.sock").display()
+    );
+    Ok(std::fs::write(path, text)?)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
