@@ -41,6 +41,8 @@ pub struct Decision {
     /// The rule that decided, e.g. `target:pg/deny_statements:drop`, or `default:allow`.
     /// (Borrowed for the common case: deciding must not allocate per statement.)
     pub rule: std::borrow::Cow<'static, str>,
+    /// For a denial: what the client is told (names the rule, nothing else of the policy).
+    pub message: Option<String>,
 }
 
 impl Decision {
@@ -48,12 +50,8 @@ impl Decision {
         Self {
             action: Action::Allow,
             rule: std::borrow::Cow::Borrowed("default:allow"),
+            message: None,
         }
-    }
-
-    /// The message a denied client sees (names the rule, nothing else of the policy).
-    pub fn deny_message(&self, kind: &str) -> String {
-        format!("hoop: {kind} statement denied by rule {}", self.rule)
     }
 }
 
@@ -61,9 +59,12 @@ impl Decision {
 pub fn decide(req: &Request<'_>) -> Decision {
     let kind = req.statement.kind.as_str();
     if req.target.deny_statements.iter().any(|k| k == kind) {
+        let rule = format!("target:{}/deny_statements:{kind}", req.target.name);
+        let message = format!("hoop: {kind} statement denied by rule {rule}");
         return Decision {
             action: Action::Deny,
-            rule: format!("target:{}/deny_statements:{kind}", req.target.name).into(),
+            rule: rule.into(),
+            message: Some(message),
         };
     }
     Decision::allow_default()

@@ -164,10 +164,11 @@ async fn client_to_server(
         if state.terminated {
             return Ok(());
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(CHUNK);
-        }
-        if rd.read_buf(&mut buf).await.map_err(PgError::ClientIo)? == 0 {
+        if read_more(&mut rd, &mut buf)
+            .await
+            .map_err(PgError::ClientIo)?
+            == 0
+        {
             let _ = wr.shutdown().await;
             return Ok(());
         }
@@ -189,14 +190,6 @@ fn decide_all(cx: &Cx<'_>, stmts: &[Classification]) -> Decision {
         }
     }
     Decision::allow_default()
-}
-
-fn first_denied_kind(stmts: &[Classification], d: &Decision) -> &'static str {
-    stmts
-        .iter()
-        .map(|s| s.kind.as_str())
-        .find(|k| d.rule.ends_with(&format!(":{k}")))
-        .unwrap_or("statement")
 }
 
 fn on_client_frame(
@@ -381,13 +374,25 @@ fn admit(cx: &Cx<'_>, st: &mut ClientState, p: &mut Pending) -> Result<(), Refus
         }
     }
     if p.decision.action == Action::Deny {
-        let kind = first_denied_kind(&p.stmts, &p.decision);
+        let message = p
+            .decision
+            .message
+            .clone()
+            .unwrap_or_else(|| format!("hoop: denied by rule {}", p.decision.rule));
         return Err(Refusal {
             code: "42501",
-            message: p.decision.deny_message(kind),
+            message,
         });
     }
     Ok(())
+}
+
+/// Reads what the peer has sent into `buf`, growing it a chunk at a time; 0 at end of stream.
+async fn read_more(rd: &mut ReadHalf<Stream>, buf: &mut BytesMut) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(CHUNK);
+    }
+    rd.read_buf(buf).await
 }
 
 async fn server_to_client(
@@ -418,10 +423,11 @@ async fn server_to_client(
             wr.write_all(&out).await.map_err(PgError::ClientIo)?;
             out.clear();
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(CHUNK);
-        }
-        if rd.read_buf(&mut buf).await.map_err(PgError::UpstreamIo)? == 0 {
+        if read_more(&mut rd, &mut buf)
+            .await
+            .map_err(PgError::UpstreamIo)?
+            == 0
+        {
             let _ = wr.shutdown().await;
             return Ok(());
         }
