@@ -10,7 +10,10 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use crate::{identity::ProcessFacts, intercept::targets::TargetInfo};
+use crate::{
+    identity::{Identity, ProcessFacts},
+    intercept::targets::TargetInfo,
+};
 
 /// Command-line arguments that may carry credentials (URIs with a user part, `password=`,
 /// tokens) are replaced before they reach the audit trail.
@@ -36,6 +39,8 @@ pub struct Session {
     /// The destination the client asked for.
     pub orig_dst: SocketAddr,
     pub process: ProcessFacts,
+    /// The workload identity, resolved before the session starts; attached to every event.
+    pub identity: Identity,
     pub started: Instant,
     pub started_at: SystemTime,
     /// Client → upstream bytes.
@@ -71,6 +76,7 @@ impl Session {
         client: SocketAddr,
         orig_dst: SocketAddr,
         process: ProcessFacts,
+        identity: Identity,
         bus: Bus,
     ) -> Self {
         Self {
@@ -83,6 +89,7 @@ impl Session {
             client,
             orig_dst,
             process,
+            identity,
             started: Instant::now(),
             started_at: SystemTime::now(),
             bytes_up: AtomicU64::new(0),
@@ -125,7 +132,7 @@ impl Session {
             "state": "active",
             "target": self.target.config.name,
             "protocol": self.target.config.protocol.as_str(),
-            "identity": {"kind": "anonymous", "reason": "workload identity not resolved yet"},
+            "identity": self.identity,
             "process": {"pid": p.pid, "exe": p.exe, "cgroup": p.cgroup, "uid": p.uid},
             "client": self.client.to_string(),
             "orig_dst": self.orig_dst.to_string(),
@@ -147,7 +154,7 @@ impl Session {
             "protocol": self.target.config.protocol.as_str(),
             "client": self.client.to_string(),
             "orig_dst": self.orig_dst.to_string(),
-            "identity": {"kind": "anonymous", "reason": "workload identity not resolved yet"},
+            "identity": self.identity,
             "process": {
                 "pid": p.pid, "tid": p.tid, "uid": p.uid, "gid": p.gid, "cgroup_id": p.cgroup_id,
                 "exe": p.exe, "cgroup": p.cgroup, "start_ticks": p.start_ticks,

@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use crate::{
     config::Protocol,
-    identity::ProcessFacts,
+    identity::{Identity, ProcessFacts},
     intercept::{Intercept, targets::TargetSet},
     session::Session,
 };
@@ -88,7 +88,15 @@ async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
     if let Some(cg) = &process.cgroup {
         node.agent_cgroups.lock().unwrap().insert(cg.clone());
     }
-    let session = Arc::new(Session::new(target, peer, dst, process, node.bus.clone()));
+    let identity = Identity::anonymous("no workload identity source configured");
+    let session = Arc::new(Session::new(
+        target,
+        peer,
+        dst,
+        process,
+        identity,
+        node.bus.clone(),
+    ));
     let span = tracing::info_span!(
         "session",
         session.id = %session.id,
