@@ -74,6 +74,7 @@ pub async fn run(
     let intercept = Intercept::start(&cfg, &set)?;
     apply_guard(&cfg, intercept.scope(), &set)?;
     let node = Arc::new(Node {
+        approvals: crate::approval::Approvals::new(Duration::from_secs(cfg.approval.timeout_s)),
         audit: audit.clone(),
         sessions: Default::default(),
         agent_cgroups: Default::default(),
@@ -241,6 +242,8 @@ fn retarget(node: &Node, cfg: &Config, resolved: &Resolved) {
         tracing::error!(error = %e, "updating the nftables guard failed; the previous guard stays");
     }
     *node.connect_timeout.write().unwrap() = Duration::from_millis(cfg.proxy.connect_timeout_ms);
+    node.approvals
+        .set_timeout(Duration::from_secs(cfg.approval.timeout_s));
     node.pg.reset_upstream_tls();
     *node.targets.write().unwrap() = Arc::new(set);
     tracing::info!(

@@ -5,6 +5,7 @@
 //! `audit` (tamper-evident trail) → `control` (operator API); plus `session`, `config`, `daemon`,
 //! `telemetry`.
 
+pub mod approval;
 pub mod audit;
 pub mod classify;
 pub mod config;

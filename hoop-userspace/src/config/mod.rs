@@ -55,6 +55,8 @@ pub struct Config {
     pub proxy: Proxy,
     #[serde(default)]
     pub control: Control,
+    #[serde(default)]
+    pub approval: Approval,
     /// `[audit]`: the audit trail (see `audit::AuditConfig` for every key and default).
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
@@ -164,6 +166,20 @@ impl Default for Proxy {
     }
 }
 
+/// `[approval]`: requests held for a human approver.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Approval {
+    /// Seconds a held request waits for a verdict before it is denied; default 300.
+    pub timeout_s: u64,
+}
+
+impl Default for Approval {
+    fn default() -> Self {
+        Self { timeout_s: 300 }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
@@ -210,6 +226,9 @@ pub struct Target {
     /// postgres: statement kinds refused outright (e.g. `["drop", "truncate"]`).
     #[serde(default)]
     pub deny_statements: Vec<String>,
+    /// postgres: statement kinds held for a human approver (e.g. `["delete"]`).
+    #[serde(default)]
+    pub review_statements: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -326,6 +345,12 @@ impl Config {
         if self.proxy.connect_timeout_ms == 0 {
             return Err(("proxy.connect_timeout_ms".into(), "must be > 0".into()));
         }
+        if self.approval.timeout_s == 0 || self.approval.timeout_s > 86_400 {
+            return Err((
+                "approval.timeout_s".into(),
+                "must be between 1 and 86400".into(),
+            ));
+        }
         if self.proxy.resolve_interval_s == 0 {
             return Err(("proxy.resolve_interval_s".into(), "must be > 0".into()));
         }
@@ -382,22 +407,28 @@ fn validate_target(
     for (j, p) in t.ports.iter().enumerate() {
         p.validate().map_err(|r| (key(&format!("ports[{j}]")), r))?;
     }
-    for (j, k) in t.deny_statements.iter().enumerate() {
-        if crate::classify::StatementKind::from_name(k).is_none() {
-            return Err((
-                key(&format!("deny_statements[{j}]")),
-                format!("{k:?} is not a statement kind"),
-            ));
+    for (field, kinds) in [
+        ("deny_statements", &t.deny_statements),
+        ("review_statements", &t.review_statements),
+    ] {
+        for (j, k) in kinds.iter().enumerate() {
+            if crate::classify::StatementKind::from_name(k).is_none() {
+                return Err((
+                    key(&format!("{field}[{j}]")),
+                    format!("{k:?} is not a statement kind"),
+                ));
+            }
         }
     }
     if t.protocol != Protocol::Postgres
         && (!t.deny_statements.is_empty()
+            || !t.review_statements.is_empty()
             || t.upstream_ca.is_some()
             || t.upstream_tls != UpstreamTls::Require)
     {
         return Err((
             key("protocol"),
-            "deny_statements, upstream_ca and upstream_tls need protocol \"postgres\"".into(),
+            "deny_statements, review_statements, upstream_ca and upstream_tls need protocol \"postgres\"".into(),
         ));
     }
     if let Some(ca) = &t.upstream_ca {

@@ -22,10 +22,24 @@ use crate::{config::Control, proxy::Node};
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Sessions,
-    Session { id: String },
-    Kill { id: String },
+    Session {
+        id: String,
+    },
+    Kill {
+        id: String,
+    },
     Watch,
     Approvals,
+    /// Release a held request; it runs once.
+    Approve {
+        id: String,
+        reason: String,
+    },
+    /// Refuse a held request.
+    Deny {
+        id: String,
+        reason: String,
+    },
     Reload,
 }
 
@@ -162,7 +176,7 @@ async fn connection(s: UnixStream, node: &Node, cfg: &Control) -> io::Result<()>
         if matches!(req, Request::Watch) {
             return ops::watch(node, &mut wr).await;
         }
-        send(&mut wr, &ops::handle(node, req)).await?;
+        send(&mut wr, &ops::handle(node, &caller, req)).await?;
     }
     Ok(())
 }

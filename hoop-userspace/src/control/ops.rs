@@ -3,10 +3,10 @@
 use serde_json::json;
 use tokio::net::unix::OwnedWriteHalf;
 
-use super::{Request, Response, send};
+use super::{Caller, Request, Response, send};
 use crate::proxy::Node;
 
-pub fn handle(node: &Node, req: Request) -> Response {
+pub fn handle(node: &Node, caller: &Caller, req: Request) -> Response {
     match req {
         Request::Sessions => {
             let sessions = node.sessions.lock().unwrap();
@@ -29,8 +29,19 @@ pub fn handle(node: &Node, req: Request) -> Response {
             }
             None => Response::err(format!("no live session {id}")),
         },
-        // per-statement approval arrives with the policy engine; nothing is held before it
-        Request::Approvals => Response::ok(json!([])),
+        Request::Approvals => Response::ok(json!(node.approvals.list())),
+        // the approver is the caller as the kernel reports it; the session side audits the
+        // verdict with it (and this request is already audited with the caller)
+        Request::Approve { ref id, ref reason } | Request::Deny { ref id, ref reason } => {
+            let approve = matches!(req, Request::Approve { .. });
+            match node.approvals.resolve(id, approve, caller.clone(), reason) {
+                Ok(full) => Response::ok(json!({
+                    "id": full,
+                    "verdict": if approve { "approved" } else { "denied" },
+                })),
+                Err(e) => Response::err(e.to_string()),
+            }
+        }
         Request::Reload => {
             // the same path as SIGHUP, so both behave alike
             // SAFETY: kill(2) on our own pid.

@@ -24,6 +24,8 @@ pub struct Request<'a> {
 pub enum Action {
     Allow,
     Deny,
+    /// Held for a human approver; forwarded once approved.
+    Review,
 }
 
 impl Action {
@@ -31,6 +33,7 @@ impl Action {
         match self {
             Self::Allow => "allow",
             Self::Deny => "deny",
+            Self::Review => "review",
         }
     }
 }
@@ -65,6 +68,14 @@ pub fn decide(req: &Request<'_>) -> Decision {
             action: Action::Deny,
             rule: rule.into(),
             message: Some(message),
+        };
+    }
+    if req.target.review_statements.iter().any(|k| k == kind) {
+        let rule = format!("target:{}/review_statements:{kind}", req.target.name);
+        return Decision {
+            action: Action::Review,
+            rule: rule.into(),
+            message: None,
         };
     }
     Decision::allow_default()

@@ -26,6 +26,8 @@ use crate::{
 /// What every connection handler shares; the target set is swapped on reload.
 pub struct Node {
     pub audit: crate::audit::AuditLog,
+    /// Requests held for a human approver.
+    pub approvals: crate::approval::Approvals,
     /// Live sessions, for the control API.
     pub sessions: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Arc<Session>>>,
     /// cgroups (as /proc paths) that opened intercepted sessions: their processes are agents and
@@ -163,7 +165,11 @@ async fn dispatch(
                 .targets()
                 .host_for(session.orig_dst.ip())
                 .map(str::to_string);
-            return Ok(postgres::run(&node.pg, &node.audit, session, client, host, timeout).await?);
+            let services = postgres::Services {
+                audit: &node.audit,
+                approvals: &node.approvals,
+            };
+            return Ok(postgres::run(&node.pg, services, session, client, host, timeout).await?);
         }
         // Fail closed: a protocol we cannot inspect is not passed through blindly.
         other => return Err(SessionError::Unsupported(other.as_str())),

@@ -140,6 +140,27 @@ async fn run(scenario: &str, conninfo: &str, ca: &str) -> Result<String> {
                 .then(|| msg.clone())
                 .ok_or_else(|| format!("{code:?} {msg}").into())
         }
+        // run with review_statements = ["delete"]; the test approves, denies, approves
+        "review_extended" => {
+            let st = c.prepare("DELETE FROM appr_ext WHERE i = $1").await?;
+            let first = c.execute(&st, &[&1i32]).await?;
+            let denied = c
+                .execute(&st, &[&2i32])
+                .await
+                .err()
+                .ok_or("denied delete ran")?;
+            let denied_msg = denied
+                .as_db_error()
+                .map(|e| e.message().to_string())
+                .unwrap_or_default();
+            let third = c.execute(&st, &[&3i32]).await?;
+            (first == 1
+                && third == 1
+                && denied.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE)
+                && denied_msg.contains("denied by an approver"))
+            .then(|| format!("{first} {third} {denied_msg}"))
+            .ok_or_else(|| format!("{first} {third} {denied:?}").into())
+        }
         other => Err(format!("unknown scenario {other}").into()),
     }
 }

@@ -40,6 +40,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Release a held request (it runs once)
+    Approve {
+        /// approval id (or a unique prefix)
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Refuse a held request
+    Deny {
+        /// approval id (or a unique prefix)
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Stream live events as JSON lines
     Watch,
     /// Ask hoopd to reload its configuration (as SIGHUP does)
@@ -66,6 +80,12 @@ fn main() -> ExitCode {
         Command::Session(cmd) => connect().and_then(|mut c| session::run(cmd, &mut c)),
         Command::Kill { id } => connect().and_then(|mut c| kill::run(id, &mut c)),
         Command::Approvals { json } => connect().and_then(|mut c| approvals::run(*json, &mut c)),
+        Command::Approve { id, reason } => {
+            connect().and_then(|mut c| approvals::decide(&mut c, id, reason, true))
+        }
+        Command::Deny { id, reason } => {
+            connect().and_then(|mut c| approvals::decide(&mut c, id, reason, false))
+        }
         Command::Watch => connect().and_then(|mut c| watch::run(&mut c)),
         Command::Reload => connect().and_then(|mut c| {
             c.call(&hoop_userspace::control::Request::Reload)

@@ -101,6 +101,13 @@ impl PgContext {
     }
 }
 
+/// The node's services a session uses besides the PostgreSQL context.
+#[derive(Clone, Copy)]
+pub struct Services<'a> {
+    pub audit: &'a crate::audit::AuditLog,
+    pub approvals: &'a crate::approval::Approvals,
+}
+
 /// Where the upstream is and which name its certificate must carry.
 #[derive(Clone)]
 pub struct Upstream {
@@ -115,7 +122,7 @@ pub struct Upstream {
 /// Runs one PostgreSQL session (or forwards one cancel request) to completion.
 pub async fn run(
     ctx: &Arc<PgContext>,
-    audit: &crate::audit::AuditLog,
+    services: Services<'_>,
     session: &Arc<Session>,
     client: TcpStream,
     host_hint: Option<String>,
@@ -158,7 +165,7 @@ pub async fn run(
                 buffered,
             };
             let authed = auth::relay(ctx, client, server, start, &upstream).await?;
-            relay::run(ctx, audit, session, authed, &params).await
+            relay::run(ctx, services, session, authed, &params).await
         }
     }
 }

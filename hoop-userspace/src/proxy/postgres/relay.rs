@@ -8,6 +8,13 @@
 //! skips to Sync as PostgreSQL does, and the session stays usable — fidelity by construction,
 //! not by imitation. In the extended protocol the replacement is an unnamed Parse/Bind/Execute
 //! whose ParseComplete and BindComplete the client never sees.
+//!
+//! A request the decision sends to review is held: its record is written, it is registered with
+//! the node's approvals, the client gets a NoticeResponse naming the approval at once, and the
+//! client's later messages wait behind it. Approved, it is forwarded exactly once; denied or
+//! expired, it is refused as a denial is. In the extended protocol the hold is on Execute (a
+//! Parse runs nothing), so every execution of a reviewed prepared statement is approved on its
+//! own. A client that goes away while waiting withdraws the request.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -17,9 +24,10 @@ use std::{
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
-use super::{PgContext, PgError, auth::Authed};
+use super::{PgContext, PgError, Services, auth::Authed};
 use crate::audit::{AuditLog, Durability, Receipt};
 use crate::{
+    approval::{self, Approvals, Verdict},
     classify::Classification,
     policy::{self, Action, Decision},
     proxy::stream::Stream,
@@ -52,6 +60,8 @@ struct Shared {
 struct Prepared {
     text: Arc<str>,
     stmts: Arc<[Classification]>,
+    /// Allow or review (a denied Parse never reaches the server).
+    decision: Decision,
 }
 
 /// Client-side bookkeeping of the extended protocol.
@@ -75,13 +85,27 @@ pub struct Who<'a> {
 pub struct Cx<'a> {
     pub ctx: &'a PgContext,
     pub audit: &'a AuditLog,
+    pub approvals: &'a Approvals,
     pub session: &'a Session,
     pub who: &'a Who<'a>,
+    /// The client's write half: the server-to-client direction writes whole frames under it,
+    /// so a notice of our own (approval pending) lands between frames.
+    pub client_wr: &'a tokio::sync::Mutex<WriteHalf<Stream>>,
 }
+
+/// A request held for approval, with the frame that is forwarded if it is approved.
+struct Hold {
+    frame: Frame,
+    pending: Pending,
+    extended: bool,
+}
+
+/// Client bytes read ahead while a request is held (beyond this, TCP pushes back).
+const HOLD_READ_AHEAD: usize = 1 << 20;
 
 pub async fn run(
     ctx: &Arc<PgContext>,
-    audit: &AuditLog,
+    services: Services<'_>,
     session: &Arc<Session>,
     authed: Authed,
     params: &[(String, String)],
@@ -108,14 +132,17 @@ pub async fn run(
     let (crd, cwr) = tokio::io::split(client);
     let (srd, swr) = tokio::io::split(server);
     let shared = Mutex::new(Shared::default());
+    let client_wr = tokio::sync::Mutex::new(cwr);
     let cx = Cx {
         ctx,
-        audit,
+        audit: services.audit,
+        approvals: services.approvals,
         session,
         who: &who,
+        client_wr: &client_wr,
     };
     let up = client_to_server(&cx, crd, swr, client_buf, &shared);
-    let down = server_to_client(&cx, srd, cwr, server_buf, &shared);
+    let down = server_to_client(&cx, srd, server_buf, &shared);
     let result = tokio::select! {
         r = up => r,
         r = down => r,
@@ -138,6 +165,7 @@ async fn client_to_server(
     let mut out = BytesMut::with_capacity(CHUNK);
     let strict = cx.audit.durability() == Durability::Strict;
     loop {
+        let mut held = None;
         {
             let mut sh = shared.lock().unwrap();
             while let Some(frame) = splitter
@@ -145,7 +173,11 @@ async fn client_to_server(
                 .map_err(PgError::ClientProtocol)?
             {
                 cx.session.add_up(frame.wire().len() as u64);
-                on_client_frame(cx, &mut state, &mut sh, frame, &mut out)?;
+                held = on_client_frame(cx, &mut state, &mut sh, frame, &mut out)?;
+                if held.is_some() {
+                    // later messages wait behind the held request
+                    break;
+                }
             }
         }
         // strict durability: nothing is forwarded before the fdatasync covering its record
@@ -161,6 +193,14 @@ async fn client_to_server(
             wr.write_all(&out).await.map_err(PgError::UpstreamIo)?;
             out.clear();
         }
+        if let Some(h) = held {
+            if !hold(cx, &mut state, shared, h, &mut rd, &mut buf, &mut out).await? {
+                // the client went away while its request waited
+                let _ = wr.shutdown().await;
+                return Ok(());
+            }
+            continue;
+        }
         if state.terminated {
             return Ok(());
         }
@@ -175,7 +215,9 @@ async fn client_to_server(
     }
 }
 
+/// The strictest decision over a string's statements: a denial wins, then a review.
 fn decide_all(cx: &Cx<'_>, stmts: &[Classification]) -> Decision {
+    let mut review = None;
     for s in stmts {
         let req = policy::Request {
             target: &cx.session.target.config,
@@ -185,11 +227,13 @@ fn decide_all(cx: &Cx<'_>, stmts: &[Classification]) -> Decision {
             statement: s,
         };
         let d = policy::decide(&req);
-        if d.action == Action::Deny {
-            return d;
+        match d.action {
+            Action::Deny => return d,
+            Action::Review if review.is_none() => review = Some(d),
+            _ => {}
         }
     }
-    Decision::allow_default()
+    review.unwrap_or_else(Decision::allow_default)
 }
 
 fn on_client_frame(
@@ -198,10 +242,10 @@ fn on_client_frame(
     sh: &mut Shared,
     frame: Frame,
     out: &mut BytesMut,
-) -> Result<(), PgError> {
+) -> Result<Option<Hold>, PgError> {
     let tag = frame.tag();
     if st.skip_until_sync && tag != b'S' && tag != b'X' {
-        return Ok(());
+        return Ok(None);
     }
     match tag {
         b'Q' => {
@@ -220,17 +264,18 @@ fn on_client_frame(
                 batch,
             );
             match admit(cx, st, &mut pending) {
+                Ok(()) if pending.decision.action == Action::Review => {
+                    return Ok(Some(Hold {
+                        frame,
+                        pending,
+                        extended: false,
+                    }));
+                }
                 Ok(()) => {
                     out.extend_from_slice(frame.wire());
                     sh.pending.push_back(pending);
                 }
-                Err(refusal) => {
-                    Query {
-                        sql: &refusal.sql(),
-                    }
-                    .encode(out)?;
-                    sh.pending.push_back(pending.refused(refusal.code));
-                }
+                Err(refusal) => refuse(out, sh, st, pending, &refusal, false)?,
             }
         }
         b'P' => {
@@ -249,13 +294,14 @@ fn on_client_frame(
                     sh.batches_sent,
                 );
                 let refusal = admit(cx, st, &mut pending).expect_err("a denial is refused");
-                refuse_extended(out, sh, st, pending, &refusal)?;
+                refuse(out, sh, st, pending, &refusal, true)?;
             } else {
                 st.prepared.insert(
                     p.name.to_string(),
                     Prepared {
                         text: p.query.into(),
                         stmts,
+                        decision,
                     },
                 );
                 out.extend_from_slice(frame.wire());
@@ -274,24 +320,35 @@ fn on_client_frame(
                 unreachable!()
             };
             let prepared = st.portals.get(e.portal).and_then(|s| st.prepared.get(s));
-            let (text, stmts) = match prepared {
-                Some(p) => (p.text.clone(), p.stmts.clone()),
-                None => (Arc::from(""), Arc::from(Vec::new())),
+            let (text, stmts, decision) = match prepared {
+                Some(p) => (p.text.clone(), p.stmts.clone(), p.decision.clone()),
+                None => (
+                    Arc::from(""),
+                    Arc::from(Vec::new()),
+                    Decision::allow_default(),
+                ),
             };
             let mut pending = Pending::new(
                 PendingKind::Extended,
                 text,
                 stmts,
-                Decision::allow_default(),
+                decision,
                 sh.batches_sent,
             );
             match admit(cx, st, &mut pending) {
+                Ok(()) if pending.decision.action == Action::Review => {
+                    return Ok(Some(Hold {
+                        frame,
+                        pending,
+                        extended: true,
+                    }));
+                }
                 Ok(()) => {
                     out.extend_from_slice(frame.wire());
                     sh.pending.push_back(pending);
                 }
                 // the portal is the client's; run the refusal instead, then skip to Sync
-                Err(refusal) => refuse_extended(out, sh, st, pending, &refusal)?,
+                Err(refusal) => refuse(out, sh, st, pending, &refusal, true)?,
             }
         }
         b'C' => {
@@ -314,19 +371,28 @@ fn on_client_frame(
         }
         _ => out.extend_from_slice(frame.wire()),
     }
-    Ok(())
+    Ok(None)
 }
 
-/// Extended protocol: the server runs the refusal (unnamed Parse/Bind/Execute) in the request's
-/// place; its ParseComplete and BindComplete are swallowed, and the client's messages up to Sync
-/// are skipped, as the server itself would after an error.
-fn refuse_extended(
+/// Runs the refusal in the request's place. Simple protocol: a Query. Extended protocol: an
+/// unnamed Parse/Bind/Execute whose ParseComplete and BindComplete are swallowed; the client's
+/// messages up to Sync are skipped, as the server itself would after an error.
+fn refuse(
     out: &mut BytesMut,
     sh: &mut Shared,
     st: &mut ClientState,
     pending: Pending,
     refusal: &Refusal,
+    extended: bool,
 ) -> Result<(), PgError> {
+    if !extended {
+        Query {
+            sql: &refusal.sql(),
+        }
+        .encode(out)?;
+        sh.pending.push_back(pending.refused(refusal.code));
+        return Ok(());
+    }
     encode_parse(out, "", &refusal.sql(), std::iter::empty())?;
     encode_bind(out, "", "", &[], std::iter::empty(), &[])?;
     Execute {
@@ -387,6 +453,145 @@ fn admit(cx: &Cx<'_>, st: &mut ClientState, p: &mut Pending) -> Result<(), Refus
     Ok(())
 }
 
+/// Holds a reviewed request until an operator decides (or the approval expires): registers it,
+/// records that, tells the client, and meanwhile watches the client so that one that goes away
+/// withdraws its request. Returns false if the client went away.
+async fn hold(
+    cx: &Cx<'_>,
+    st: &mut ClientState,
+    shared: &Mutex<Shared>,
+    h: Hold,
+    rd: &mut ReadHalf<Stream>,
+    buf: &mut BytesMut,
+    out: &mut BytesMut,
+) -> Result<bool, PgError> {
+    let Hold {
+        frame,
+        pending,
+        extended,
+    } = h;
+    let s = cx.session;
+    let classification = pending.statements_summary();
+    let mut ticket = cx.approvals.request(|id, at, expires| approval::Pending {
+        id: id.to_string(),
+        session: s.id.to_string(),
+        identity: serde_json::to_value(&s.identity).unwrap_or_default(),
+        process: serde_json::json!({
+            "pid": s.process.pid, "uid": s.process.uid, "exe": s.process.exe,
+            "cgroup": s.process.cgroup,
+        }),
+        target: s.target.config.name.clone(),
+        protocol: s.target.config.protocol.as_str().to_string(),
+        database: cx.who.database.map(str::to_string),
+        user: cx.who.user.map(str::to_string),
+        statement: pending.text.to_string(),
+        classification: classification.clone(),
+        rule: pending.decision.rule.to_string(),
+        requested_at: at.to_string(),
+        expires_at: expires.to_string(),
+    });
+    let id = ticket.id.to_string();
+    let record = serde_json::json!({
+        "approval": id,
+        "session": s.id.to_string(),
+        "request": pending.request_seq,
+        "rule": pending.decision.rule,
+        "statements": classification,
+        "timeout_s": ticket.timeout.as_secs(),
+    });
+    if let Err(e) = cx.audit.append_written("approval.request", &record) {
+        tracing::error!(error = %e, "audit trail unavailable; held request refused");
+        drop(ticket);
+        let refusal = Refusal {
+            code: "58030",
+            message: "hoop: audit trail unavailable; request refused".into(),
+        };
+        let mut sh = shared.lock().unwrap();
+        return refuse(out, &mut sh, st, pending, &refusal, extended).map(|()| true);
+    }
+    tracing::info!(approval = %id, rule = %pending.decision.rule, "request held for approval");
+    s.publish(|| serde_json::json!({"event": "approval_requested", "session": s.id.to_string(), "approval": id}));
+    let mut notice = BytesMut::new();
+    let message = format!(
+        "hoop: statement held for approval {id} (rule {}); an operator must approve it within {}s",
+        pending.decision.rule,
+        ticket.timeout.as_secs()
+    );
+    ErrorNotice {
+        severity: Severity::Notice,
+        code: "00000",
+        message: &message,
+        detail: None,
+        hint: Some("an operator runs: hoopctl approve <id> --reason ... (or hoopctl deny)"),
+    }
+    .encode_notice(&mut notice)?;
+    cx.client_wr
+        .lock()
+        .await
+        .write_all(&notice)
+        .await
+        .map_err(PgError::ClientIo)?;
+    let verdict = loop {
+        tokio::select! {
+            v = ticket.wait() => break Some(v),
+            n = read_more(rd, buf), if buf.len() < HOLD_READ_AHEAD => match n {
+                Ok(0) | Err(_) => break None,
+                Ok(_) => {}
+            },
+        }
+    };
+    let Some(verdict) = verdict else {
+        drop(ticket);
+        let _ = cx.audit.append_written(
+            "approval.decision",
+            &serde_json::json!({"approval": id, "session": s.id.to_string(), "outcome": "withdrawn", "reason": "client disconnected while waiting"}),
+        );
+        pending.finish(cx, StatementOutcome::Interrupted);
+        return Ok(false);
+    };
+    let mut record = serde_json::to_value(&verdict).unwrap_or_default();
+    record["approval"] = id.clone().into();
+    record["session"] = s.id.to_string().into();
+    let written = cx.audit.append_written("approval.decision", &record);
+    s.publish(|| serde_json::json!({"event": "approval_decided", "session": s.id.to_string(), "approval": id, "outcome": verdict.name()}));
+    let refusal = match (&verdict, written) {
+        (_, Err(e)) => {
+            tracing::error!(error = %e, "audit trail unavailable; held request refused");
+            Refusal {
+                code: "58030",
+                message: "hoop: audit trail unavailable; request refused".into(),
+            }
+        }
+        (Verdict::Approved { .. }, Ok(r)) => {
+            st.receipts.push(r);
+            out.extend_from_slice(frame.wire());
+            shared.lock().unwrap().pending.push_back(pending);
+            return Ok(true);
+        }
+        (Verdict::Denied { reason, by }, Ok(r)) => {
+            st.receipts.push(r);
+            Refusal {
+                code: "42501",
+                message: format!(
+                    "hoop: statement denied by an approver (uid {}) for approval {id}: {reason}",
+                    by.uid
+                ),
+            }
+        }
+        (Verdict::Expired { after_s }, Ok(r)) => {
+            st.receipts.push(r);
+            Refusal {
+                code: "42501",
+                message: format!(
+                    "hoop: approval {id} expired after {after_s}s without a decision; statement not run"
+                ),
+            }
+        }
+    };
+    let mut sh = shared.lock().unwrap();
+    refuse(out, &mut sh, st, pending, &refusal, extended).map(|()| true)
+}
+
 /// Reads what the peer has sent into `buf`, growing it a chunk at a time; 0 at end of stream.
 async fn read_more(rd: &mut ReadHalf<Stream>, buf: &mut BytesMut) -> std::io::Result<usize> {
     if buf.capacity() - buf.len() < 4096 {
@@ -398,7 +603,6 @@ async fn read_more(rd: &mut ReadHalf<Stream>, buf: &mut BytesMut) -> std::io::Re
 async fn server_to_client(
     cx: &Cx<'_>,
     mut rd: ReadHalf<Stream>,
-    mut wr: WriteHalf<Stream>,
     mut buf: BytesMut,
     shared: &Mutex<Shared>,
 ) -> Result<(), PgError> {
@@ -420,7 +624,12 @@ async fn server_to_client(
         }
         if !out.is_empty() {
             cx.session.add_down(out.len() as u64);
-            wr.write_all(&out).await.map_err(PgError::ClientIo)?;
+            cx.client_wr
+                .lock()
+                .await
+                .write_all(&out)
+                .await
+                .map_err(PgError::ClientIo)?;
             out.clear();
         }
         if read_more(&mut rd, &mut buf)
@@ -428,7 +637,7 @@ async fn server_to_client(
             .map_err(PgError::UpstreamIo)?
             == 0
         {
-            let _ = wr.shutdown().await;
+            let _ = cx.client_wr.lock().await.shutdown().await;
             return Ok(());
         }
     }

@@ -83,13 +83,7 @@ impl Pending {
     /// decision. The text itself is represented by its SHA-256 and length (values may be
     /// secrets; masked text comes with the masking engine).
     pub fn request_record(&self, cx: &Cx<'_>) -> Value {
-        let stmts: Vec<Value> = self
-            .stmts
-            .iter()
-            .map(|c| {
-                json!({"kind": c.kind.as_str(), "reads": policy::read_objects(c), "writes": policy::written_objects(c), "has_where": c.has_where})
-            })
-            .collect();
+        let stmts = self.statements_summary();
         json!({
             "session": cx.session.id.to_string(),
             "database": cx.who.database,
@@ -100,6 +94,16 @@ impl Pending {
             "text_sha256": hex::encode(sha2::Sha256::digest(self.text.as_bytes())),
             "text_len": self.text.len(),
         })
+    }
+
+    /// Each statement's kind, objects read and written, and WHERE-ness (for records and views).
+    pub fn statements_summary(&self) -> Value {
+        self.stmts
+            .iter()
+            .map(|c| {
+                json!({"kind": c.kind.as_str(), "reads": policy::read_objects(c), "writes": policy::written_objects(c), "has_where": c.has_where})
+            })
+            .collect()
     }
 
     /// Records how the request ended (audit trail) and emits the statement event.
