@@ -37,13 +37,33 @@ struct Bench {
 pub fn run() -> Result<()> {
     require_root("the benchmarks")?;
     build(true)?;
-    if std::env::var("HOOP_BENCH_ONLY").is_ok_and(|v| v == "pg") {
-        return crate::bench_pg::run();
+    // HOOP_BENCH_ONLY=part[,part]: hook, audit, pg (default: all, in that order)
+    let only = std::env::var("HOOP_BENCH_ONLY").ok();
+    let want = |part: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|x| x.trim() == part))
+    };
+    if want("hook") {
+        let mut b = Bench::setup()?;
+        let result = b.measure();
+        b.teardown();
+        result?;
     }
-    let mut b = Bench::setup()?;
-    let result = b.measure();
-    b.teardown();
-    result.and_then(|()| crate::bench_pg::run())
+    if want("audit") {
+        // the audit trail alone: records/s in both durability modes (release build)
+        crate::status(crate::cargo().args([
+            "bench",
+            "--locked",
+            "-p",
+            "hoop-userspace",
+            "--bench",
+            "audit",
+        ]))?;
+    }
+    if want("pg") {
+        crate::bench_pg::run()?;
+    }
+    Ok(())
 }
 
 impl Bench {

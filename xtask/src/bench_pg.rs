@@ -28,6 +28,10 @@ const BOUNCER_PORT: u16 = 18102;
 const LISTEN_PORT: u16 = 19910;
 const PIN_DIR: &str = "/sys/fs/bpf/hoop_bench_pg";
 const NFT_TABLE: &str = "hoop_bench_pg";
+/// The second hoopd, with `[audit] durability = "strict"`, in a cgroup of its own.
+const STRICT_LISTEN_PORT: u16 = 19911;
+const STRICT_PIN_DIR: &str = "/sys/fs/bpf/hoop_bench_pg_strict";
+const STRICT_NFT_TABLE: &str = "hoop_bench_pg_strict";
 const WARMUP_SECONDS: u32 = 2;
 
 /// The three ways to the same server, in table order.
@@ -36,6 +40,8 @@ enum Via {
     Direct,
     Hoopd,
     Pgbouncer,
+    /// hoopd with strict audit durability (for the audit section only).
+    HoopdStrict,
 }
 
 const VIAS: [Via; 3] = [Via::Direct, Via::Hoopd, Via::Pgbouncer];
@@ -134,15 +140,66 @@ fn measure(w: &World, seconds: u32) -> Result<()> {
         print_row(load, row);
     }
     print_goals(&rows);
+    audit_durability(w, seconds)
+}
+
+/// Audit records per second with real sessions: pgbench prepared, 8 clients, through the default
+/// (`written`) hoopd and through one with `durability = "strict"`, records counted in each
+/// trail.
+fn audit_durability(w: &World, seconds: u32) -> Result<()> {
+    let load = Load {
+        mode: "prepared",
+        clients: 8,
+        connect_each: false,
+    };
+    w.pgbench(Via::HoopdStrict, &load, WARMUP_SECONDS)?;
+    println!("audit: records/s with 8 concurrent sessions (pgbench -M prepared -c 8, {seconds} s)");
+    let mut rates = [0.0; 2];
+    for (rate, (via, name)) in rates
+        .iter_mut()
+        .zip([(Via::Hoopd, "written"), (Via::HoopdStrict, "strict")])
+    {
+        let dir = w.state_dir(via).join("audit");
+        let before = count_records(&dir)?;
+        let t = Instant::now();
+        let sample = w.pgbench(via, &load, seconds)?;
+        let records = count_records(&dir)? - before;
+        *rate = records as f64 / t.elapsed().as_secs_f64();
+        println!(
+            "  {name:<8} {:>10.0} records/s  {:>10.1} tps  {:>8.3} ms mean latency",
+            rate, sample.tps, sample.latency_ms
+        );
+    }
+    goal(
+        "strict within 2x of written (8 sessions)",
+        format!("written/strict = {:.2}", rates[0] / rates[1]),
+        rates[0] / rates[1] <= 2.0,
+    );
     Ok(())
+}
+
+/// Records in an audit directory (one line each in the segment files).
+fn count_records(dir: &Path) -> Result<u64> {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
+        let p = e?.path();
+        if p.file_name()
+            .is_some_and(|f| f.to_string_lossy().starts_with("seg-"))
+        {
+            n += std::fs::read(&p)?.iter().filter(|&&b| b == b'\n').count() as u64;
+        }
+    }
+    Ok(n)
 }
 
 /// Everything the benchmark starts; stopped and removed on drop, also on error or panic.
 struct World {
     dir: PathBuf,
     hoopd: Option<Child>,
+    hoopd_strict: Option<Child>,
     bouncer: Option<Child>,
     cgroup: Cgroup,
+    cgroup_strict: Cgroup,
     pg: Postgres,
 }
 
@@ -171,8 +228,10 @@ impl World {
         let mut w = Self {
             dir,
             hoopd: None,
+            hoopd_strict: None,
             bouncer: None,
             cgroup: Cgroup::new("bench-pg"),
+            cgroup_strict: Cgroup::new("bench-pg-strict"),
             pg,
         };
         let init = Command::new("pgbench")
@@ -187,43 +246,87 @@ impl World {
                 String::from_utf8_lossy(&init.stderr)
             );
         }
-        w.start_hoopd()?;
+        w.start_hoopd(false)?;
+        w.start_hoopd(true)?;
         w.start_pgbouncer()?;
         Ok(w)
     }
 
-    fn hoopd_config(&self) -> PathBuf {
-        self.dir.join("hoop.toml")
+    fn hoopd_config(&self, strict: bool) -> PathBuf {
+        self.dir.join(if strict {
+            "hoop-strict.toml"
+        } else {
+            "hoop.toml"
+        })
     }
 
-    fn start_hoopd(&mut self) -> Result<()> {
+    fn state_dir(&self, via: Via) -> PathBuf {
+        match via {
+            Via::HoopdStrict => self.dir.join("state-strict"),
+            _ => self.dir.join("state"),
+        }
+    }
+
+    /// The measured hoopd (`written` audit, the default) or the strict one.
+    fn start_hoopd(&mut self, strict: bool) -> Result<()> {
+        let (port, pins, table, cgroup, via) = if strict {
+            let c = &self.cgroup_strict;
+            (
+                STRICT_LISTEN_PORT,
+                STRICT_PIN_DIR,
+                STRICT_NFT_TABLE,
+                c,
+                Via::HoopdStrict,
+            )
+        } else {
+            (LISTEN_PORT, PIN_DIR, NFT_TABLE, &self.cgroup, Via::Hoopd)
+        };
         let config = format!(
-            "[listen]\naddress = \"127.0.0.1:{LISTEN_PORT}\"\naddress6 = \"[::1]:{LISTEN_PORT}\"\n[intercept]\ncgroup = \"{}\"\n\
-             pin_dir = \"{PIN_DIR}\"\nnft_table = \"{NFT_TABLE}\"\n[state]\ndir = \"{}\"\n[[target]]\n\
+            "[listen]\naddress = \"127.0.0.1:{port}\"\naddress6 = \"[::1]:{port}\"\n[intercept]\ncgroup = \"{}\"\n\
+             pin_dir = \"{pins}\"\nnft_table = \"{table}\"\n[state]\ndir = \"{}\"\n[control]\nsocket = \"{}\"\n\
+             [audit]\ndurability = \"{}\"\n[[target]]\n\
              name = \"pg\"\nprotocol = \"postgres\"\ncidrs = [\"{PG_HOST}/32\"]\nports = [{PG_PORT}]\n\
              upstream_ca = \"{}\"\ndeny_statements = [\"drop\", \"truncate\"]\n",
-            self.cgroup.path.display(),
-            self.dir.join("state").display(),
+            cgroup.path.display(),
+            self.state_dir(via).display(),
+            self.dir
+                .join(if strict {
+                    "control-strict.sock"
+                } else {
+                    "control.sock"
+                })
+                .display(),
+            if strict { "strict" } else { "written" },
             self.pg.ca_path().display()
         );
-        std::fs::write(self.hoopd_config(), config)?;
+        let path = self.hoopd_config(strict);
+        std::fs::write(&path, config)?;
         // pins a crashed earlier run left behind would look attached before this hoopd is
-        let _ = hoopd_teardown(&self.hoopd_config());
-        let log = self.dir.join("hoopd.log");
+        let _ = hoopd_teardown(&path);
+        let log = self.dir.join(if strict {
+            "hoopd-strict.log"
+        } else {
+            "hoopd.log"
+        });
         // HOOP_LOG=warn: no per-statement or per-session records in the measured path
         let child = Command::new(hoopd_bin())
             .arg("--config")
-            .arg(self.hoopd_config())
+            .arg(&path)
             .env("HOOP_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(File::create(&log)?)
             .spawn()
             .context("spawn hoopd")?;
-        let child = self.hoopd.insert(child);
-        let links = Path::new(PIN_DIR).join("links");
+        let slot = if strict {
+            &mut self.hoopd_strict
+        } else {
+            &mut self.hoopd
+        };
+        let child = slot.insert(child);
+        let links = Path::new(pins).join("links");
         wait_ready("hoopd", child, &log, || {
             std::fs::read_dir(&links).is_ok_and(|d| d.count() == 5)
-                && TcpStream::connect(("127.0.0.1", LISTEN_PORT)).is_ok()
+                && TcpStream::connect(("127.0.0.1", port)).is_ok()
         })
     }
 
@@ -280,6 +383,7 @@ impl World {
             Via::Direct => (Command::new("pgbench"), PG_HOST, PG_PORT),
             // the client joins the cgroup, connects to the server's own address, and is redirected
             Via::Hoopd => (self.cgroup.command("pgbench"), PG_HOST, PG_PORT),
+            Via::HoopdStrict => (self.cgroup_strict.command("pgbench"), PG_HOST, PG_PORT),
             Via::Pgbouncer => (Command::new("pgbench"), BOUNCER_HOST, BOUNCER_PORT),
         };
         let threads = load
@@ -319,14 +423,20 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        if let Some(mut c) = self.hoopd.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-            // removes the pins (detaching the programs) and the nftables guard
-            if !hoopd_teardown(&self.hoopd_config()) {
-                eprintln!(
-                    "bench: `hoopd teardown` failed: remove {PIN_DIR} and nft table inet {NFT_TABLE} by hand"
-                );
+        for (strict, slot) in [(false, &mut self.hoopd), (true, &mut self.hoopd_strict)] {
+            if let Some(mut c) = slot.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+                // removes the pins (detaching the programs) and the nftables guard
+                if !hoopd_teardown(&self.dir.join(if strict {
+                    "hoop-strict.toml"
+                } else {
+                    "hoop.toml"
+                })) {
+                    eprintln!(
+                        "bench: `hoopd teardown` failed: remove {PIN_DIR}* and nft tables inet {NFT_TABLE}* by hand"
+                    );
+                }
             }
         }
         if let Some(mut c) = self.bouncer.take() {
