@@ -74,6 +74,7 @@ pub async fn run(
     let intercept = Intercept::start(&cfg, &set)?;
     apply_guard(&cfg, intercept.scope(), &set)?;
     let node = Arc::new(Node {
+        policy: RwLock::new(Arc::new(crate::policy::PolicyState::builtin())),
         approvals: crate::approval::Approvals::new(Duration::from_secs(cfg.approval.timeout_s)),
         audit: audit.clone(),
         sessions: Default::default(),

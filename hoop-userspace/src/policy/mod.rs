@@ -3,11 +3,67 @@
 //! (today the target's `deny_statements`; the policy engine next) returns a [`Decision`] that
 //! names the rule that made it, for the session's events and the audit trail.
 
+use std::{collections::HashMap, sync::Arc};
+
 use crate::{
     classify::{Access, Classification, ObjectRef},
     config::Target,
     identity::ProcessFacts,
+    mask::Masker,
 };
+
+/// The policy in force: swapped whole on reload, so a request sees one consistent version.
+pub struct PolicyState {
+    pub masks: Masks,
+}
+
+impl PolicyState {
+    pub fn builtin() -> Self {
+        Self {
+            masks: Masks::builtin(),
+        }
+    }
+}
+
+/// Compiled masking profiles by name. `default` always exists (secrets and PII); `none` means
+/// no masking.
+pub struct Masks {
+    default: Arc<Masker>,
+    profiles: HashMap<String, Arc<Masker>>,
+}
+
+impl Masks {
+    pub fn builtin() -> Self {
+        Self {
+            default: Arc::new(Masker::default_profile()),
+            profiles: HashMap::new(),
+        }
+    }
+
+    /// What the audit trail and logs always go through, whatever a session's profile.
+    pub fn audit(&self) -> &Masker {
+        &self.default
+    }
+
+    pub fn default_profile(&self) -> &Arc<Masker> {
+        &self.default
+    }
+
+    /// The profile a decision names (`None` or `"none"`: no masking).
+    pub fn profile(&self, name: Option<&str>) -> Option<Arc<Masker>> {
+        match name? {
+            "none" => None,
+            "default" => Some(self.default.clone()),
+            other => Some(
+                self.profiles
+                    .get(other)
+                    .cloned()
+                    // validated at load; should a name still be unknown, mask rather than leak
+                    .unwrap_or_else(|| self.default.clone()),
+            ),
+        }
+    }
+}
 
 /// What a request asks to do, as the decision point sees it (protocol-neutral).
 pub struct Request<'a> {

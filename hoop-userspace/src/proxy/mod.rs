@@ -28,6 +28,8 @@ pub struct Node {
     pub audit: crate::audit::AuditLog,
     /// Requests held for a human approver.
     pub approvals: crate::approval::Approvals,
+    /// The policy in force (decisions and masking profiles), swapped on reload.
+    pub policy: RwLock<Arc<crate::policy::PolicyState>>,
     /// Live sessions, for the control API.
     pub sessions: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Arc<Session>>>,
     /// cgroups (as /proc paths) that opened intercepted sessions: their processes are agents and
@@ -168,6 +170,7 @@ async fn dispatch(
             let services = postgres::Services {
                 audit: &node.audit,
                 approvals: &node.approvals,
+                policy: &node.policy,
             };
             return Ok(postgres::run(&node.pg, services, session, client, host, timeout).await?);
         }

@@ -57,6 +57,8 @@ pub enum PgError {
     UpstreamIo(std::io::Error),
     #[error("upstream protocol: {0}")]
     UpstreamProtocol(DecodeError),
+    #[error("masking the upstream's response: {0}")]
+    UpstreamMasking(String),
     #[error("upstream refused TLS and the target requires it (upstream_tls = \"require\")")]
     UpstreamTlsRefused,
     #[error("upstream TLS to {name}: {source}")]
@@ -106,6 +108,7 @@ impl PgContext {
 pub struct Services<'a> {
     pub audit: &'a crate::audit::AuditLog,
     pub approvals: &'a crate::approval::Approvals,
+    pub policy: &'a std::sync::RwLock<Arc<crate::policy::PolicyState>>,
 }
 
 /// Where the upstream is and which name its certificate must carry.

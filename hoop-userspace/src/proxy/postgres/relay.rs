@@ -29,11 +29,15 @@ use crate::audit::{AuditLog, Durability, Receipt};
 use crate::{
     approval::{self, Approvals, Verdict},
     classify::Classification,
-    policy::{self, Action, Decision},
+    mask::{
+        Masker,
+        pg::{ColumnSpec, RowPlan, mask_error_notice},
+    },
+    policy::{self, Action, Decision, PolicyState},
     proxy::stream::Stream,
     session::Session,
     wire::postgres::{
-        BackendMessage, Direction, Frame, FrameSplitter, FrontendMessage, Limits,
+        BackendMessage, Direction, Format, Frame, FrameSplitter, FrontendMessage, Limits,
         backend::{ErrorNotice, Severity},
         frontend::{Execute, Query, Target, encode_bind, encode_parse},
     },
@@ -41,7 +45,7 @@ use crate::{
 
 mod events;
 
-use events::{Pending, PendingKind, StatementOutcome};
+use events::{ExtShape, Pending, PendingKind, StatementOutcome};
 
 const CHUNK: usize = 64 * 1024;
 
@@ -55,6 +59,15 @@ struct Shared {
     batches_sent: u64,
     /// Batches the server has answered (ReadyForQuery seen).
     batches_done: u64,
+    /// Describe requests the server has yet to answer: (batch, statement or portal, name).
+    describes: VecDeque<(u64, Target, String)>,
+    /// The RowDescriptions the server gave for named statements and portals, for masking the
+    /// rows of later Executes that come without one.
+    stmt_desc: HashMap<String, Frame>,
+    portal_desc: HashMap<String, Frame>,
+    /// The masking plan of the result streaming now (from its RowDescription, or built at its
+    /// first row).
+    plan: Option<RowPlan>,
 }
 
 struct Prepared {
@@ -69,6 +82,8 @@ struct Prepared {
 struct ClientState {
     prepared: HashMap<String, Prepared>,
     portals: HashMap<String, String>,
+    /// Result formats each portal's Bind asked for.
+    portal_formats: HashMap<String, Arc<[Format]>>,
     /// After a denied Parse: drop the client's messages until Sync (the server would).
     skip_until_sync: bool,
     terminated: bool,
@@ -86,11 +101,24 @@ pub struct Cx<'a> {
     pub ctx: &'a PgContext,
     pub audit: &'a AuditLog,
     pub approvals: &'a Approvals,
+    pub policy: &'a std::sync::RwLock<Arc<PolicyState>>,
     pub session: &'a Session,
     pub who: &'a Who<'a>,
     /// The client's write half: the server-to-client direction writes whole frames under it,
     /// so a notice of our own (approval pending) lands between frames.
     pub client_wr: &'a tokio::sync::Mutex<WriteHalf<Stream>>,
+}
+
+impl Cx<'_> {
+    /// The policy in force now (reloads apply to the next request).
+    pub fn pol(&self) -> Arc<PolicyState> {
+        self.policy.read().unwrap().clone()
+    }
+
+    /// The masking profile for the response of a request so decided.
+    fn masker_for(&self, _decision: &Decision) -> Option<Arc<Masker>> {
+        self.pol().masks.profile(Some("default"))
+    }
 }
 
 /// A request held for approval, with the frame that is forwarded if it is approved.
@@ -137,6 +165,7 @@ pub async fn run(
         ctx,
         audit: services.audit,
         approvals: services.approvals,
+        policy: services.policy,
         session,
         who: &who,
         client_wr: &client_wr,
@@ -263,6 +292,7 @@ fn on_client_frame(
                 decision,
                 batch,
             );
+            pending.masker = cx.masker_for(&pending.decision);
             match admit(cx, st, &mut pending) {
                 Ok(()) if pending.decision.action == Action::Review => {
                     return Ok(Some(Hold {
@@ -282,6 +312,8 @@ fn on_client_frame(
             let FrontendMessage::Parse(p) = super::io::frontend(&frame)? else {
                 unreachable!()
             };
+            // a statement parsed again under a name has a new shape
+            sh.stmt_desc.remove(p.name);
             let stmts = cx.ctx.classify.classify(p.query);
             let decision = decide_all(cx, &stmts);
             if decision.action == Action::Deny {
@@ -313,6 +345,9 @@ fn on_client_frame(
             };
             st.portals
                 .insert(b.portal.to_string(), b.statement.to_string());
+            st.portal_formats
+                .insert(b.portal.to_string(), b.result_formats.iter().collect());
+            sh.portal_desc.remove(b.portal);
             out.extend_from_slice(frame.wire());
         }
         b'E' => {
@@ -335,6 +370,16 @@ fn on_client_frame(
                 decision,
                 sh.batches_sent,
             );
+            pending.masker = cx.masker_for(&pending.decision);
+            pending.shape = Some(Arc::new(ExtShape {
+                portal: e.portal.to_string(),
+                statement: st.portals.get(e.portal).cloned().unwrap_or_default(),
+                formats: st
+                    .portal_formats
+                    .get(e.portal)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from(Vec::new())),
+            }));
             match admit(cx, st, &mut pending) {
                 Ok(()) if pending.decision.action == Action::Review => {
                     return Ok(Some(Hold {
@@ -354,9 +399,23 @@ fn on_client_frame(
         b'C' => {
             if let FrontendMessage::Close(c) = super::io::frontend(&frame)? {
                 match c.target {
-                    Target::Statement => drop(st.prepared.remove(c.name)),
-                    Target::Portal => drop(st.portals.remove(c.name)),
+                    Target::Statement => {
+                        st.prepared.remove(c.name);
+                        sh.stmt_desc.remove(c.name);
+                    }
+                    Target::Portal => {
+                        st.portals.remove(c.name);
+                        st.portal_formats.remove(c.name);
+                        sh.portal_desc.remove(c.name);
+                    }
                 }
+            }
+            out.extend_from_slice(frame.wire());
+        }
+        b'D' => {
+            if let FrontendMessage::Describe(d) = super::io::frontend(&frame)? {
+                sh.describes
+                    .push_back((sh.batches_sent, d.target, d.name.to_string()));
             }
             out.extend_from_slice(frame.wire());
         }
@@ -484,7 +543,7 @@ async fn hold(
         protocol: s.target.config.protocol.as_str().to_string(),
         database: cx.who.database.map(str::to_string),
         user: cx.who.user.map(str::to_string),
-        statement: pending.text.to_string(),
+        statement: cx.pol().masks.audit().mask_text(&pending.text).into_owned(),
         classification: classification.clone(),
         rule: pending.decision.rule.to_string(),
         requested_at: at.to_string(),
@@ -616,7 +675,7 @@ async fn server_to_client(
                 .next_frame(&mut buf)
                 .map_err(PgError::UpstreamProtocol)?
             {
-                on_server_frame(&mut sh, &frame, &mut out, &mut finished)?;
+                on_server_frame(cx, &mut sh, &frame, &mut out, &mut finished)?;
             }
         }
         for (p, outcome) in finished {
@@ -644,22 +703,81 @@ async fn server_to_client(
 }
 
 fn on_server_frame(
+    cx: &Cx<'_>,
     sh: &mut Shared,
     frame: &Frame,
     out: &mut BytesMut,
     finished: &mut Vec<(Pending, StatementOutcome)>,
 ) -> Result<(), PgError> {
     match frame.tag() {
-        b'D' => {
-            if let Some(p) = sh.pending.front_mut() {
-                p.rows += 1;
+        b'D' => return data_row(cx, sh, frame, out),
+        b'T' => {
+            let simple = matches!(
+                sh.pending.front().map(|p| &p.kind),
+                Some(PendingKind::Simple { .. })
+            );
+            if simple {
+                // a simple query's result: its rows follow
+                let BackendMessage::RowDescription(rd) =
+                    BackendMessage::parse(frame.raw()).map_err(PgError::UpstreamProtocol)?
+                else {
+                    unreachable!("tag T is RowDescription")
+                };
+                let masker = sh.pending.front().and_then(|p| p.masker.clone());
+                sh.plan = masker.map(|m| RowPlan::from_row_description(m, &rd, None));
+            } else if let Some((_, target, name)) = sh.describes.pop_front() {
+                // a Describe's answer: kept for the Executes that follow
+                match target {
+                    Target::Statement => sh.stmt_desc.insert(name, frame.clone()),
+                    Target::Portal => sh.portal_desc.insert(name, frame.clone()),
+                };
             }
+        }
+        b'n' => {
+            if let Some((_, target, name)) = sh.describes.pop_front() {
+                match target {
+                    Target::Statement => sh.stmt_desc.remove(&name),
+                    Target::Portal => sh.portal_desc.remove(&name),
+                };
+            }
+        }
+        b'H' => {
+            // CopyOutResponse: overall format 1 is binary, which masking cannot read
+            let binary = frame.body().first() == Some(&1);
+            let masked = sh.pending.front().is_some_and(|p| p.masker.is_some());
+            if binary && masked {
+                return Err(PgError::ClientRefused(
+                    "binary COPY TO is refused while responses are masked".into(),
+                ));
+            }
+        }
+        b'd' => {
+            if let Some(m) = sh.pending.front().and_then(|p| p.masker.as_ref()) {
+                // COPY TO sends one row per CopyData (text or CSV): masked as text
+                let masked = m.mask_bytes(frame.body());
+                if let std::borrow::Cow::Owned(data) = masked {
+                    crate::wire::postgres::copy::encode_copy_data(out, &data)?;
+                    return Ok(());
+                }
+            }
+        }
+        b'N' => {
+            let pol = cx.pol();
+            let m = sh
+                .pending
+                .front()
+                .and_then(|p| p.masker.clone())
+                .unwrap_or_else(|| pol.masks.default_profile().clone());
+            mask_error_notice(&m, frame.wire(), out)
+                .map_err(|e| PgError::UpstreamMasking(e.to_string()))?;
+            return Ok(());
         }
         b'1' | b'2' if sh.swallow > 0 => {
             sh.swallow -= 1;
             return Ok(());
         }
         b'C' | b'I' | b's' => {
+            sh.plan = None;
             let tag = match BackendMessage::parse(frame.raw()).map_err(PgError::UpstreamProtocol)? {
                 BackendMessage::CommandComplete(c) => c.tag.to_string(),
                 BackendMessage::PortalSuspended => "suspended".into(),
@@ -694,10 +812,27 @@ fn on_server_frame(
                 complete_front(sh, StatementOutcome::Error(code), finished);
                 return Ok(());
             }
+            // the server's own error: its text can quote values (a duplicate key, a bad input)
+            let masker = sh.pending.front().and_then(|p| p.masker.clone());
+            sh.plan = None;
             complete_front(sh, StatementOutcome::Error(code), finished);
+            if let Some(m) = masker {
+                mask_error_notice(&m, frame.wire(), out)
+                    .map_err(|e| PgError::UpstreamMasking(e.to_string()))?;
+                return Ok(());
+            }
         }
         b'Z' => {
+            sh.plan = None;
             sh.batches_done += 1;
+            // Describes of answered batches that got no answer (an error skipped them)
+            while sh
+                .describes
+                .front()
+                .is_some_and(|(b, _, _)| *b < sh.batches_done)
+            {
+                sh.describes.pop_front();
+            }
             while sh
                 .pending
                 .front()
@@ -710,6 +845,144 @@ fn on_server_frame(
     }
     out.extend_from_slice(frame.wire());
     Ok(())
+}
+
+/// A result row: counted, masked by the request's profile, and the first one kept (masked) as
+/// the response record's excerpt.
+fn data_row(
+    cx: &Cx<'_>,
+    sh: &mut Shared,
+    frame: &Frame,
+    out: &mut BytesMut,
+) -> Result<(), PgError> {
+    let Some(p) = sh.pending.front_mut() else {
+        out.extend_from_slice(frame.wire());
+        return Ok(());
+    };
+    p.rows += 1;
+    let start = out.len();
+    match &p.masker {
+        Some(m) => {
+            if sh.plan.is_none() {
+                sh.plan = Some(plan_for(m, p, &sh.stmt_desc, &sh.portal_desc, frame)?);
+            }
+            let plan = sh.plan.as_ref().expect("set above");
+            if plan.inspects() {
+                plan.mask_data_row(frame.wire(), out)
+                    .map_err(|e| PgError::UpstreamMasking(e.to_string()))?;
+            } else {
+                out.extend_from_slice(frame.wire());
+            }
+        }
+        None => out.extend_from_slice(frame.wire()),
+    }
+    if p.excerpt.is_none() {
+        let row = excerpt(&out[start..]);
+        // the audit trail never gets a value its default profile would mask
+        let pol = cx.pol();
+        p.excerpt = Some(pol.masks.audit().mask_text(&row).into_owned());
+    }
+    Ok(())
+}
+
+/// The masking plan for rows that came without a RowDescription of their own: the Execute's
+/// portal (Describe P) or statement (Describe S, with Bind's result formats); failing both, every
+/// column is read as text in the format Bind asked for — masking never skips a row it cannot
+/// place.
+fn plan_for(
+    m: &Arc<Masker>,
+    p: &Pending,
+    stmt_desc: &HashMap<String, Frame>,
+    portal_desc: &HashMap<String, Frame>,
+    row: &Frame,
+) -> Result<RowPlan, PgError> {
+    let parse = |f: &Frame| -> Result<RowPlan, PgError> {
+        match BackendMessage::parse(f.raw()).map_err(PgError::UpstreamProtocol)? {
+            BackendMessage::RowDescription(rd) => {
+                Ok(RowPlan::from_row_description(m.clone(), &rd, None))
+            }
+            _ => unreachable!("only RowDescriptions are stored"),
+        }
+    };
+    let shape = p.shape.as_deref();
+    if let Some(f) = shape.and_then(|s| portal_desc.get(&s.portal)) {
+        return parse(f);
+    }
+    let columns = row
+        .body()
+        .get(..2)
+        .map_or(0, |c| i16::from_be_bytes([c[0], c[1]]).max(0) as usize);
+    if let (Some(s), Some(f)) = (shape, shape.and_then(|s| stmt_desc.get(&s.statement))) {
+        if let BackendMessage::RowDescription(rd) =
+            BackendMessage::parse(f.raw()).map_err(PgError::UpstreamProtocol)?
+        {
+            let cols: Vec<ColumnSpec<'_>> = rd
+                .fields()
+                .enumerate()
+                .map(|(i, f)| ColumnSpec {
+                    name: f.name,
+                    type_oid: f.type_oid,
+                    format: s.format(i),
+                })
+                .collect();
+            return Ok(RowPlan::new(m.clone(), cols));
+        }
+    }
+    const TEXT_OID: u32 = 25;
+    let cols: Vec<ColumnSpec<'_>> = (0..columns)
+        .map(|i| ColumnSpec {
+            name: "",
+            type_oid: TEXT_OID,
+            format: shape.map_or(Format::Text, |s| s.format(i)),
+        })
+        .collect();
+    Ok(RowPlan::new(m.clone(), cols))
+}
+
+/// A short rendering of a DataRow for the audit trail: text values as they are, binary ones by
+/// their size, cut at 200 characters.
+fn excerpt(wire: &[u8]) -> String {
+    const MAX: usize = 200;
+    let mut s = String::new();
+    let body = wire.get(5..).unwrap_or_default();
+    let n = body
+        .get(..2)
+        .map_or(0, |c| i16::from_be_bytes([c[0], c[1]]).max(0) as usize);
+    let mut pos = 2;
+    for i in 0..n {
+        if s.len() >= MAX {
+            break;
+        }
+        if i > 0 {
+            s.push_str(" | ");
+        }
+        let Some(len) = body.get(pos..pos + 4) else {
+            break;
+        };
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        pos += 4;
+        if len < 0 {
+            s.push_str("NULL");
+            continue;
+        }
+        let Some(v) = body.get(pos..pos + len as usize) else {
+            break;
+        };
+        pos += len as usize;
+        match std::str::from_utf8(v) {
+            Ok(t) if !t.chars().any(char::is_control) => s.push_str(t),
+            _ => s.push_str(&format!("<{len} bytes>")),
+        }
+    }
+    if s.len() > MAX {
+        let mut end = MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
 }
 
 /// Attributes a completion to the oldest statement still waiting for one.

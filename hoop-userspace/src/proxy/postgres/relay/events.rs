@@ -12,8 +12,32 @@ use sha2::Digest;
 use super::Cx;
 use crate::{
     classify::Classification,
+    mask::Masker,
     policy::{self, Decision},
+    wire::postgres::Format,
 };
+
+/// Longest statement text (masked) an audit record carries; longer text is cut and flagged.
+const TEXT_MAX: usize = 4096;
+
+/// Where an Execute's rows come from, for masking them: the portal, the statement it was bound
+/// from, and the result formats the client asked for in Bind.
+pub struct ExtShape {
+    pub portal: String,
+    pub statement: String,
+    pub formats: Arc<[Format]>,
+}
+
+impl ExtShape {
+    /// The format of result column `i` under the protocol's rule (none: text; one: all).
+    pub fn format(&self, i: usize) -> Format {
+        match self.formats.len() {
+            0 => Format::Text,
+            1 => self.formats[0],
+            _ => self.formats.get(i).copied().unwrap_or(Format::Text),
+        }
+    }
+}
 
 pub enum PendingKind {
     /// A simple Query: one completion per statement; `next` is the one awaiting its answer.
@@ -50,6 +74,12 @@ pub struct Pending {
     index: Option<usize>,
     /// Sequence number of the request's audit record.
     pub request_seq: Option<u64>,
+    /// The masking profile its response goes through (`None`: the policy said `none`).
+    pub masker: Option<Arc<Masker>>,
+    /// Extended protocol: the portal/statement/formats of the Execute.
+    pub shape: Option<Arc<ExtShape>>,
+    /// The first result row, masked, for the response record.
+    pub excerpt: Option<String>,
 }
 
 impl Pending {
@@ -70,6 +100,9 @@ impl Pending {
             started: Instant::now(),
             index: None,
             request_seq: None,
+            masker: None,
+            shape: None,
+            excerpt: None,
         }
     }
 
@@ -79,12 +112,26 @@ impl Pending {
         self
     }
 
-    /// The audit record written before the request is forwarded: its classification and the
-    /// decision. The text itself is represented by its SHA-256 and length (values may be
-    /// secrets; masked text comes with the masking engine).
+    /// The audit record written before the request is forwarded: its classification, the
+    /// decision, and the text masked (secrets and PII replaced by the `default` profile whatever
+    /// the session's own profile) with the SHA-256 and length of the original.
     pub fn request_record(&self, cx: &Cx<'_>) -> Value {
         let stmts = self.statements_summary();
+        let pol = cx.pol();
+        let masked = pol.masks.audit().mask_text(&self.text);
+        let cut = masked.len() > TEXT_MAX;
+        let text = if cut {
+            let mut end = TEXT_MAX;
+            while !masked.is_char_boundary(end) {
+                end -= 1;
+            }
+            &masked[..end]
+        } else {
+            &masked[..]
+        };
         json!({
+            "text": text,
+            "text_truncated": cut,
             "session": cx.session.id.to_string(),
             "database": cx.who.database,
             "user": cx.who.user,
@@ -116,6 +163,7 @@ impl Pending {
             "outcome": name,
             "detail": detail,
             "rows": self.rows,
+            "excerpt": self.excerpt,
             "duration_us": self.started.elapsed().as_micros() as u64,
         });
         if let Err(e) = cx.audit.append_written("pg.response", &rec) {
@@ -163,6 +211,9 @@ impl Pending {
             started,
             index: Some(i),
             request_seq: self.request_seq,
+            masker: self.masker.clone(),
+            shape: None,
+            excerpt: self.excerpt.take(),
         }
     }
 
