@@ -17,7 +17,10 @@ use crate::{
 
 /// Command-line arguments that may carry credentials (URIs with a user part, `password=`,
 /// tokens) are replaced before they reach the audit trail.
+/// The rest goes through the default masking profile (a `-c` argument can quote personal data).
 fn redact_cmdline(args: &[String]) -> Vec<String> {
+    static MASKER: std::sync::LazyLock<crate::mask::Masker> =
+        std::sync::LazyLock::new(crate::mask::Masker::default_profile);
     const SECRET_WORDS: [&str; 5] = ["password", "passwd", "secret", "token", "key="];
     args.iter()
         .map(|a| {
@@ -26,7 +29,7 @@ fn redact_cmdline(args: &[String]) -> Vec<String> {
             if uri_creds || SECRET_WORDS.iter().any(|w| lower.contains(w)) {
                 "[redacted]".to_string()
             } else {
-                a.clone()
+                MASKER.mask_text(a).into_owned()
             }
         })
         .collect()

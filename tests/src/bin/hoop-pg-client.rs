@@ -161,6 +161,25 @@ async fn run(scenario: &str, conninfo: &str, ca: &str) -> Result<String> {
             .then(|| format!("{first} {third} {denied_msg}"))
             .ok_or_else(|| format!("{first} {third} {denied:?}").into())
         }
+        // binary results (tokio-postgres asks for binary): the values of mask_t, as received
+        "masked_binary" => {
+            let row = c
+                .query_one(
+                    "SELECT email, card, password, doc, id, note FROM mask_t WHERE id = $1",
+                    &[&1i32],
+                )
+                .await?;
+            let doc: serde_json::Value = row.get(3);
+            Ok(json!({
+                "email": row.get::<_, String>(0),
+                "card": row.get::<_, String>(1),
+                "password": row.get::<_, String>(2),
+                "doc": doc,
+                "id": row.get::<_, i32>(4),
+                "note": row.get::<_, String>(5),
+            })
+            .to_string())
+        }
         other => Err(format!("unknown scenario {other}").into()),
     }
 }
