@@ -20,6 +20,7 @@ use crate::{
         self, Intercept, guard,
         targets::{Resolved, TargetSet},
     },
+    policy::PolicyState,
     proxy::{self, Node, postgres::PgContext},
     tls::NodeCa,
 };
@@ -49,6 +50,8 @@ pub enum DaemonError {
     Audit(#[from] crate::audit::AuditError),
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("policy: {0}")]
+    Policy(#[from] crate::policy::LoadError),
 }
 
 /// Runs hoopd until SIGTERM/SIGINT. The pinned redirect and the guard stay after exit.
@@ -71,10 +74,12 @@ pub async fn run(
         "daemon.start",
         &serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "config": origin}),
     )?;
+    let policy = PolicyState::load(cfg.policy.file.as_deref())?;
+    audit.append("policy.load", &policy_record(&policy))?;
     let intercept = Intercept::start(&cfg, &set)?;
     apply_guard(&cfg, intercept.scope(), &set)?;
     let node = Arc::new(Node {
-        policy: RwLock::new(Arc::new(crate::policy::PolicyState::builtin())),
+        policy: RwLock::new(Arc::new(policy)),
         approvals: crate::approval::Approvals::new(Duration::from_secs(cfg.approval.timeout_s)),
         audit: audit.clone(),
         sessions: Default::default(),
@@ -116,6 +121,7 @@ pub async fn run(
                     resolved = intercept::resolve_hosts(&cfg, &resolved).await;
                     retarget(&node, &cfg, &resolved);
                 }
+                reload_policy(&node, &cfg);
             }
             _ = refresh.tick() => {
                 let fresh = intercept::resolve_hosts(&cfg, &resolved).await;
@@ -226,6 +232,41 @@ fn reload(old: &Config, path: Option<&std::path::Path>) -> Option<Config> {
     tracing::info!(targets = new.targets.len(), "configuration reloaded");
     intercept::report_pending_wildcards(&new);
     Some(new)
+}
+
+/// Loads the policy file again; a bad one keeps the policy in force and says why (log and audit
+/// trail). Live sessions decide their next request by the new policy.
+fn reload_policy(node: &Node, cfg: &Config) {
+    match PolicyState::load(cfg.policy.file.as_deref()) {
+        Ok(p) => {
+            let mut rec = policy_record(&p);
+            rec["ok"] = true.into();
+            if let Err(e) = node.audit.append("policy.reload", &rec) {
+                // no record, no change: the audit trail must say which policy decided
+                tracing::error!(error = %e, "audit trail: cannot record the policy reload; policy kept");
+                return;
+            }
+            tracing::info!(policy = %p.policy.origin(), rules = p.policy.rule_names().count(), "policy reloaded");
+            *node.policy.write().unwrap() = Arc::new(p);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "policy reload failed; keeping the policy in force");
+            let _ = node.audit.append(
+                "policy.reload",
+                &serde_json::json!({"ok": false, "error": e.to_string()}),
+            );
+        }
+    }
+}
+
+/// What the audit trail records of a policy: where from, its rules, its warnings.
+fn policy_record(p: &PolicyState) -> serde_json::Value {
+    serde_json::json!({
+        "origin": p.policy.origin(),
+        "rules": p.policy.rule_names().collect::<Vec<_>>(),
+        "mask_profiles": p.policy.mask_profiles().keys().collect::<Vec<_>>(),
+        "warnings": p.policy.warnings(),
+    })
 }
 
 /// Moves the data path to the targets of `cfg`: kernel maps (add before remove), then the guard

@@ -165,6 +165,9 @@ impl Echo {
     }
 }
 
+/// The policy every test env starts with: everything allowed, responses masked (default).
+pub const PERMISSIVE_POLICY: &str = "# hoop tests: allow everything, mask responses\n[defaults]\naction = \"allow\"\nmask = \"default\"\n";
+
 /// One test's private world: cgroup, pin dir, nftables table, state dir, listener port.
 pub struct Env {
     pub name: String,
@@ -178,6 +181,9 @@ impl Env {
         let dir = std::env::temp_dir().join(format!("hoop-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        // tests run as anonymous workloads; the built-in policy would hold their writes for
+        // approval, so each env starts with a permissive policy (tests of policy rewrite it)
+        std::fs::write(dir.join("policy.toml"), PERMISSIVE_POLICY).unwrap();
         Self {
             name: name.replace('-', "_"),
             cgroup: Cgroup::new(name),
@@ -199,14 +205,21 @@ impl Env {
         format!(
             "[listen]\naddress = \"127.0.0.1:{p}\"\naddress6 = \"[::1]:{p}\"\n\
              [intercept]\ncgroup = \"{cg}\"\npin_dir = \"{pins}\"\nnft_table = \"{t}\"\n\
-             [state]\ndir = \"{state}\"\n[control]\nsocket = \"{sock}\"\n{targets}",
+             [state]\ndir = \"{state}\"\n[control]\nsocket = \"{sock}\"\n\
+             [policy]\nfile = \"{policy}\"\n{targets}",
             p = self.listen_port,
             cg = self.cgroup.path.display(),
             pins = self.pin_dir(),
             t = self.nft_table(),
             state = self.dir.join("state").display(),
             sock = self.socket().display(),
+            policy = self.policy_path().display(),
         )
+    }
+
+    /// This env's policy file (permissive until a test writes its own).
+    pub fn policy_path(&self) -> PathBuf {
+        self.dir.join("policy.toml")
     }
 
     /// This env's control socket.

@@ -57,6 +57,8 @@ pub struct Config {
     pub control: Control,
     #[serde(default)]
     pub approval: Approval,
+    #[serde(default)]
+    pub policy: PolicyConfig,
     /// `[audit]`: the audit trail (see `audit::AuditConfig` for every key and default).
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
@@ -164,6 +166,14 @@ impl Default for Proxy {
             resolve_interval_s: 300,
         }
     }
+}
+
+/// `[policy]`: the rules every request is decided by.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Policy file (docs/policy.md); none: the built-in default policy.
+    pub file: Option<PathBuf>,
 }
 
 /// `[approval]`: requests held for a human approver.
@@ -344,6 +354,11 @@ impl Config {
         }
         if self.proxy.connect_timeout_ms == 0 {
             return Err(("proxy.connect_timeout_ms".into(), "must be > 0".into()));
+        }
+        if let Some(p) = &self.policy.file {
+            if !p.is_absolute() {
+                return Err(("policy.file".into(), "must be an absolute path".into()));
+            }
         }
         if self.approval.timeout_s == 0 || self.approval.timeout_s > 86_400 {
             return Err((

@@ -1,48 +1,114 @@
 //! The decision point: every request of every protocol is decided here, on its decoded and
-//! classified form, never on raw bytes. Protocol sessions build a [`Request`]; whatever decides
-//! (today the target's `deny_statements`; the policy engine next) returns a [`Decision`] that
-//! names the rule that made it, for the session's events and the audit trail.
+//! classified form, never on raw bytes. Protocol sessions build a [`Request`]; the policy in
+//! force ([`PolicyState`]: the rule engine of [`engine`] loaded from `[policy] file` or the
+//! built-in default, plus its compiled masking profiles) returns a [`Decision`] that names the
+//! rule that made it and the masking profile of the response, for the session's events and the
+//! audit trail.
+//!
+//! Order: a target's own `deny_statements` and `review_statements` (config shorthands) come
+//! first; then the policy's rules, first match wins ([`engine`] argues why).
 
-use std::{collections::HashMap, sync::Arc};
+mod check;
+mod compile;
+pub mod engine;
+pub mod explain;
+pub mod file;
+mod glob;
+mod when;
+
+use std::{collections::HashMap, path::Path, sync::Arc};
+
+pub use engine::{Action, Decision, Input, Object, Policy};
+pub use file::PolicyError;
 
 use crate::{
-    classify::{Access, Classification, ObjectRef},
+    classify::{Access, Classification, ObjectKind, ObjectRef},
     config::Target,
-    identity::ProcessFacts,
-    mask::Masker,
+    identity::{Identity, ProcessFacts},
+    mask::{Masker, ProfileSpec},
 };
 
 /// The policy in force: swapped whole on reload, so a request sees one consistent version.
 pub struct PolicyState {
+    pub policy: Policy,
     pub masks: Masks,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("{origin}: mask_profiles.{name}: {reason}")]
+    Profile {
+        origin: String,
+        name: String,
+        reason: String,
+    },
+}
+
 impl PolicyState {
+    /// The built-in default policy (see `policy/default.toml`).
     pub fn builtin() -> Self {
-        Self {
-            masks: Masks::builtin(),
+        Self::from_policy(Policy::builtin()).expect("the built-in policy compiles")
+    }
+
+    /// `path`, or the built-in policy when `None`. Side-effect free: a bad file is an error and
+    /// whatever policy is in force stays.
+    pub fn load(path: Option<&Path>) -> Result<Self, LoadError> {
+        match path {
+            None => Ok(Self::builtin()),
+            Some(p) => Self::from_policy(Policy::load(p)?),
         }
+    }
+
+    fn from_policy(policy: Policy) -> Result<Self, LoadError> {
+        let masks = Masks::compile(&policy)?;
+        Ok(Self { policy, masks })
     }
 }
 
-/// Compiled masking profiles by name. `default` always exists (secrets and PII); `none` means
-/// no masking.
+/// Compiled masking profiles by name. `default` always exists (secrets and PII, unless the
+/// policy file redefines it); `none` means no masking. The audit trail always uses the built-in
+/// default profile, whatever a session's own.
 pub struct Masks {
+    audit: Arc<Masker>,
     default: Arc<Masker>,
     profiles: HashMap<String, Arc<Masker>>,
 }
 
 impl Masks {
     pub fn builtin() -> Self {
+        let d = Arc::new(Masker::default_profile());
         Self {
-            default: Arc::new(Masker::default_profile()),
+            audit: d.clone(),
+            default: d,
             profiles: HashMap::new(),
         }
     }
 
+    fn compile(policy: &Policy) -> Result<Self, LoadError> {
+        let mut m = Self::builtin();
+        for (name, table) in policy.mask_profiles() {
+            let bad = |reason: String| LoadError::Profile {
+                origin: policy.origin().to_string(),
+                name: name.clone(),
+                reason,
+            };
+            let spec: ProfileSpec = toml::Value::Table(table.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| bad(e.message().to_string()))?;
+            let masker = Arc::new(Masker::compile(&spec).map_err(|e| bad(e.to_string()))?);
+            if name == "default" {
+                m.default = masker.clone();
+            }
+            m.profiles.insert(name.clone(), masker);
+        }
+        Ok(m)
+    }
+
     /// What the audit trail and logs always go through, whatever a session's profile.
     pub fn audit(&self) -> &Masker {
-        &self.default
+        &self.audit
     }
 
     pub fn default_profile(&self) -> &Arc<Masker> {
@@ -65,76 +131,96 @@ impl Masks {
     }
 }
 
-/// What a request asks to do, as the decision point sees it (protocol-neutral).
+/// What a request asks to do, as the decision point sees it (PostgreSQL's classification).
 pub struct Request<'a> {
     pub target: &'a Target,
     pub process: &'a ProcessFacts,
+    pub identity: &'a Identity,
     /// Database and user for SQL protocols.
     pub database: Option<&'a str>,
     pub user: Option<&'a str>,
     pub statement: &'a Classification,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Allow,
-    Deny,
-    /// Held for a human approver; forwarded once approved.
-    Review,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Allow => "allow",
-            Self::Deny => "deny",
-            Self::Review => "review",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    pub action: Action,
-    /// The rule that decided, e.g. `target:pg/deny_statements:drop`, or `default:allow`.
-    /// (Borrowed for the common case: deciding must not allocate per statement.)
-    pub rule: std::borrow::Cow<'static, str>,
-    /// For a denial: what the client is told (names the rule, nothing else of the policy).
-    pub message: Option<String>,
-}
-
-impl Decision {
-    pub fn allow_default() -> Self {
-        Self {
-            action: Action::Allow,
-            rule: std::borrow::Cow::Borrowed("default:allow"),
-            message: None,
-        }
-    }
-}
-
-/// Decides one statement.
-pub fn decide(req: &Request<'_>) -> Decision {
+/// Decides one statement: the target's shorthand lists, then the policy.
+pub fn decide(state: &PolicyState, req: &Request<'_>) -> Decision {
     let kind = req.statement.kind.as_str();
-    if req.target.deny_statements.iter().any(|k| k == kind) {
-        let rule = format!("target:{}/deny_statements:{kind}", req.target.name);
-        let message = format!("hoop: {kind} statement denied by rule {rule}");
-        return Decision {
-            action: Action::Deny,
-            rule: rule.into(),
-            message: Some(message),
-        };
+    let t = req.target;
+    let shorthand = |list: &[String], action: Action, field: &str| {
+        list.iter().any(|k| k == kind).then(|| {
+            let rule = format!("target:{}/{field}:{kind}", t.name);
+            Decision {
+                action,
+                message: (action == Action::Deny)
+                    .then(|| format!("hoop: {kind} statement denied by rule {rule}")),
+                rule: rule.into(),
+                mask: Some(Arc::from("default")),
+            }
+        })
+    };
+    if let Some(d) = shorthand(&t.deny_statements, Action::Deny, "deny_statements") {
+        return d;
     }
-    if req.target.review_statements.iter().any(|k| k == kind) {
-        let rule = format!("target:{}/review_statements:{kind}", req.target.name);
-        return Decision {
-            action: Action::Review,
-            rule: rule.into(),
-            message: None,
-        };
+    if let Some(d) = shorthand(&t.review_statements, Action::Review, "review_statements") {
+        return d;
     }
-    Decision::allow_default()
+    let objects: Vec<Object<'_>> = req.statement.objects.iter().map(object).collect();
+    state.policy.decide(&input(req, &objects))
+}
+
+/// The engine's view of a request.
+pub fn input<'a>(req: &Request<'a>, objects: &'a [Object<'a>]) -> Input<'a> {
+    let c = req.statement;
+    Input {
+        identity: req.identity,
+        exe: req.process.exe.as_deref(),
+        uid: req.process.uid,
+        target: &req.target.name,
+        protocol: req.target.protocol.as_str(),
+        database: req.database,
+        user: req.user,
+        kind: c.kind.as_str(),
+        inner: c.inner.map(|k| k.as_str()),
+        objects,
+        has_where: c.has_where,
+    }
+}
+
+/// An object as the engine sees it.
+pub fn object(o: &ObjectRef) -> Object<'_> {
+    Object {
+        kind: object_kind(o.kind),
+        schema: o.schema.as_deref(),
+        name: &o.name,
+        write: o.access == Access::Write,
+    }
+}
+
+fn object_kind(k: ObjectKind) -> &'static str {
+    match k {
+        ObjectKind::Relation => "relation",
+        ObjectKind::Schema => "schema",
+        ObjectKind::Database => "database",
+        ObjectKind::Role => "role",
+        ObjectKind::Function => "function",
+        ObjectKind::Type => "type",
+        ObjectKind::Extension => "extension",
+        ObjectKind::Tablespace => "tablespace",
+        ObjectKind::Setting => "setting",
+        ObjectKind::Channel => "channel",
+        ObjectKind::Other => "other",
+    }
+}
+
+/// The decision for a request with no statement in it (an empty query string, an Execute of a
+/// portal hoopd never saw bound): nothing to run, so nothing to refuse.
+pub fn nothing_to_decide() -> Decision {
+    Decision {
+        action: Action::Allow,
+        rule: Arc::from("empty"),
+        mask: Some(Arc::from("default")),
+        message: None,
+    }
 }
 
 /// Objects written by a statement, as `schema.name` strings (for events).

@@ -3,6 +3,7 @@
 mod approvals;
 mod audit;
 mod kill;
+mod policy;
 mod session;
 mod sessions;
 mod watch;
@@ -56,6 +57,9 @@ enum Command {
     },
     /// Stream live events as JSON lines
     Watch,
+    /// The policy: check a file, explain a decision (no daemon needed)
+    #[command(subcommand)]
+    Policy(policy::Cmd),
     /// Ask hoopd to reload its configuration (as SIGHUP does)
     Reload,
     /// The audit trail: verify, tail, export, prove (work on the directory; no daemon needed)
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
     let connect = || socket().and_then(|s| Client::connect(&s));
     let result = match &cli.command {
         Command::Audit(args) => audit::run(args, config),
+        Command::Policy(cmd) => policy::run(cmd, || config().map_err(|e| e.to_string())),
         Command::Sessions(args) => connect().and_then(|mut c| sessions::run(args, &mut c)),
         Command::Session(cmd) => connect().and_then(|mut c| session::run(cmd, &mut c)),
         Command::Kill { id } => connect().and_then(|mut c| kill::run(id, &mut c)),

@@ -42,9 +42,24 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match cli.command.unwrap_or(Command::Run) {
+    let command = cli.command.unwrap_or(Command::Run);
+    if !matches!(command, Command::Teardown) {
+        // the policy is part of the configuration: a bad one keeps hoopd from starting
+        if let Err(e) = hoop_userspace::policy::PolicyState::load(cfg.policy.file.as_deref()) {
+            eprintln!("hoopd: invalid policy: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
+    match command {
         Command::CheckConfig => {
-            println!("{origin}: ok ({} targets)", cfg.targets.len());
+            println!(
+                "{origin}: ok ({} targets, policy {})",
+                cfg.targets.len(),
+                cfg.policy
+                    .file
+                    .as_ref()
+                    .map_or("built-in".into(), |p| p.display().to_string())
+            );
             ExitCode::SUCCESS
         }
         Command::Teardown => {

@@ -116,8 +116,8 @@ impl Cx<'_> {
     }
 
     /// The masking profile for the response of a request so decided.
-    fn masker_for(&self, _decision: &Decision) -> Option<Arc<Masker>> {
-        self.pol().masks.profile(Some("default"))
+    fn masker_for(&self, decision: &Decision) -> Option<Arc<Masker>> {
+        self.pol().masks.profile(decision.mask.as_deref())
     }
 }
 
@@ -246,23 +246,36 @@ async fn client_to_server(
 
 /// The strictest decision over a string's statements: a denial wins, then a review.
 fn decide_all(cx: &Cx<'_>, stmts: &[Classification]) -> Decision {
+    let pol = cx.pol();
     let mut review = None;
+    let mut first = None;
     for s in stmts {
         let req = policy::Request {
             target: &cx.session.target.config,
             process: &cx.session.process,
+            identity: &cx.session.identity,
             database: cx.who.database,
             user: cx.who.user,
             statement: s,
         };
-        let d = policy::decide(&req);
+        let d = policy::decide(&pol, &req);
         match d.action {
             Action::Deny => return d,
             Action::Review if review.is_none() => review = Some(d),
-            _ => {}
+            Action::Review => {}
+            // of the allowed statements, one whose response is masked speaks for the string
+            // (one result plan per string: masking never loses to another statement's `none`)
+            _ => {
+                if first
+                    .as_ref()
+                    .is_none_or(|f: &Decision| f.mask.is_none() && d.mask.is_some())
+                {
+                    first = Some(d);
+                }
+            }
         }
     }
-    review.unwrap_or_else(Decision::allow_default)
+    review.or(first).unwrap_or_else(policy::nothing_to_decide)
 }
 
 fn on_client_frame(
@@ -360,7 +373,7 @@ fn on_client_frame(
                 None => (
                     Arc::from(""),
                     Arc::from(Vec::new()),
-                    Decision::allow_default(),
+                    policy::nothing_to_decide(),
                 ),
             };
             let mut pending = Pending::new(
