@@ -37,7 +37,7 @@ struct Bench {
 pub fn run() -> Result<()> {
     require_root("the benchmarks")?;
     build(true)?;
-    // HOOP_BENCH_ONLY=part[,part]: hook, audit, pg (default: all, in that order)
+    // HOOP_BENCH_ONLY=part[,part]: hook, audit, policy, mask, pg (default: all, in that order)
     let only = std::env::var("HOOP_BENCH_ONLY").ok();
     let want = |part: &str| {
         only.as_deref()
@@ -49,16 +49,19 @@ pub fn run() -> Result<()> {
         b.teardown();
         result?;
     }
-    if want("audit") {
-        // the audit trail alone: records/s in both durability modes (release build)
-        crate::status(crate::cargo().args([
-            "bench",
-            "--locked",
-            "-p",
-            "hoop-userspace",
-            "--bench",
-            "audit",
-        ]))?;
+    // the engines alone (release builds): audit records/s in both durability modes, policy
+    // decisions per rule count, masking cost per row
+    for part in ["audit", "policy", "mask"] {
+        if want(part) {
+            crate::status(crate::cargo().args([
+                "bench",
+                "--locked",
+                "-p",
+                "hoop-userspace",
+                "--bench",
+                part,
+            ]))?;
+        }
     }
     if want("pg") {
         crate::bench_pg::run()?;

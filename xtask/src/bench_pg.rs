@@ -140,7 +140,48 @@ fn measure(w: &World, seconds: u32) -> Result<()> {
         print_row(load, row);
     }
     print_goals(&rows);
+    large_results(w)?;
     audit_durability(w, seconds)
+}
+
+/// A 1,000,000-row result through psql, direct and through hoopd with masking on (the built-in
+/// policy's `default` profile): rows without secrets, and rows with an e-mail in every one.
+fn large_results(w: &World) -> Result<()> {
+    const RUNS: usize = 3;
+    let queries = [
+        (
+            "plain (int, int, text(84))",
+            "SELECT i, i % 100, repeat(' ', 84) FROM generate_series(1, 1000000) i",
+        ),
+        (
+            "an e-mail in every row",
+            "SELECT i, 'user' || i || '@example.com', md5(i::text) FROM generate_series(1, 1000000) i",
+        ),
+    ];
+    println!(
+        "masking: 1,000,000-row result through psql (best of {RUNS}), built-in policy, profile `default`"
+    );
+    let mut worst: f64 = 0.0;
+    for (label, sql) in queries {
+        let mut best = [f64::MAX; 2];
+        for _ in 0..RUNS {
+            for (b, via) in best.iter_mut().zip([Via::Direct, Via::Hoopd]) {
+                *b = b.min(w.psql_seconds(via, sql)?);
+            }
+        }
+        let ratio = best[1] / best[0];
+        worst = worst.max(ratio);
+        println!(
+            "  {label:<28} direct {:>7.3} s   hoopd {:>7.3} s   ratio {ratio:.2}",
+            best[0], best[1]
+        );
+    }
+    goal(
+        "1M rows with masking <= 1.5 x direct",
+        format!("worst ratio {worst:.2}"),
+        worst <= 1.5,
+    );
+    Ok(())
 }
 
 /// Audit records per second with real sessions: pgbench prepared, 8 clients, through the default
@@ -375,6 +416,25 @@ impl World {
         wait_ready("pgbouncer", child, &log, || {
             TcpStream::connect((BOUNCER_HOST, BOUNCER_PORT)).is_ok()
         })
+    }
+
+    /// Seconds psql takes to fetch `sql`'s result (to /dev/null) through `via`.
+    fn psql_seconds(&self, via: Via, sql: &str) -> Result<f64> {
+        let mut cmd = match via {
+            Via::Direct => Command::new("psql"),
+            Via::Hoopd => self.cgroup.command("psql"),
+            _ => bail!("psql_seconds: direct or hoopd only"),
+        };
+        cmd.arg(conninfo(PG_HOST, PG_PORT))
+            .args(["-XAtq", "-o", "/dev/null", "-c", sql])
+            .env("PGPASSWORD", pg::PASSWORD);
+        let t = Instant::now();
+        let out = cmd.output().context("spawn psql")?;
+        let secs = t.elapsed().as_secs_f64();
+        if !out.status.success() {
+            bail!("psql via {via:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(secs)
     }
 
     /// Runs one pgbench load through `via`; fails on any failed transaction or aborted client.
