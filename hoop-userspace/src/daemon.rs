@@ -48,6 +48,8 @@ pub enum DaemonError {
     },
     #[error("audit trail: {0}")]
     Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::ResolverError),
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
     #[error("policy: {0}")]
@@ -76,6 +78,7 @@ pub async fn run(
     )?;
     let policy = PolicyState::load(cfg.policy.file.as_deref())?;
     audit.append("policy.load", &policy_record(&policy))?;
+    let identity = crate::identity::Resolver::new(&cfg.identity, &cfg.issuers)?;
     let intercept = Intercept::start(&cfg, &set)?;
     apply_guard(&cfg, intercept.scope(), &set)?;
     let node = Arc::new(Node {
@@ -90,6 +93,7 @@ pub async fn run(
         targets: RwLock::new(Arc::new(set)),
         mark: cfg.intercept.mark,
         connect_timeout: RwLock::new(Duration::from_millis(cfg.proxy.connect_timeout_ms)),
+        identity: RwLock::new(Arc::new(identity)),
     });
     for l in listeners {
         tokio::spawn(proxy::serve(l, node.clone()));
@@ -117,6 +121,7 @@ pub async fn run(
                     tracing::error!(error = %e, "audit trail: cannot record the reload");
                 }
                 if let Some(new) = reloaded {
+                    reload_identity(&node, &cfg, &new);
                     cfg = new;
                     resolved = intercept::resolve_hosts(&cfg, &resolved).await;
                     retarget(&node, &cfg, &resolved);
@@ -267,6 +272,21 @@ fn policy_record(p: &PolicyState) -> serde_json::Value {
         "mask_profiles": p.policy.mask_profiles().keys().collect::<Vec<_>>(),
         "warnings": p.policy.warnings(),
     })
+}
+
+/// Rebuilds the identity resolver when `[identity]` or `[[issuer]]` changed (its caches start
+/// empty); a CA file that cannot be read keeps the running resolver.
+fn reload_identity(node: &Node, old: &Config, new: &Config) {
+    if new.identity == old.identity && new.issuers == old.issuers {
+        return;
+    }
+    match crate::identity::Resolver::new(&new.identity, &new.issuers) {
+        Ok(r) => {
+            *node.identity.write().unwrap() = Arc::new(r);
+            tracing::info!(issuers = new.issuers.len(), "identity configuration applied");
+        }
+        Err(e) => tracing::error!(error = %e, "identity configuration not applied; keeping the running one"),
+    }
 }
 
 /// Moves the data path to the targets of `cfg`: kernel maps (add before remove), then the guard

@@ -64,6 +64,12 @@ pub struct Config {
     pub audit: crate::audit::AuditConfig,
     #[serde(default, rename = "target")]
     pub targets: Vec<Target>,
+    /// `[identity]`: workload token sources and validation (see `identity::config`).
+    #[serde(default)]
+    pub identity: crate::identity::config::IdentityConfig,
+    /// `[[issuer]]`: OIDC issuers whose tokens are accepted.
+    #[serde(default, rename = "issuer")]
+    pub issuers: Vec<crate::identity::config::IssuerConfig>,
 }
 
 /// `[listen]`: hoopd's listener, where protected connects are redirected.
@@ -380,6 +386,8 @@ impl Config {
                 return Err((key.into(), "must be an absolute path".into()));
             }
         }
+        self.identity.validate()?;
+        crate::identity::config::validate_issuers(&self.issuers)?;
         let mut names = std::collections::HashSet::new();
         for (n, t) in self.targets.iter().enumerate() {
             let key = |field: &str| format!("target[{n}].{field}");

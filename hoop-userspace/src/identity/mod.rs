@@ -2,12 +2,28 @@
 //! ([`ProcessFacts`]), and the workload identity derived from it ([`Identity`]): the CI job's
 //! validated OIDC token, a fixed identity mapped from the caller's cgroup, or `Anonymous` with
 //! the reason none could be established.
+//!
+//! Resolution ([`Resolver`]): `source` finds the token source from the verified process chain
+//! (`lineage`) or a cgroup mapping; a token is requested over `http` or read from a file;
+//! `validate` checks it against an `issuer`'s keys; `claims` maps it to an [`Identity`].
 
+mod claims;
+pub mod config;
+mod http;
+mod issuer;
+pub mod lineage;
 pub mod process;
+mod resolver;
+mod source;
+#[cfg(test)]
+mod tests;
+mod validate;
 
 use std::collections::BTreeMap;
 
 pub use process::ProcessFacts;
+pub use resolver::{Resolver, ResolverError};
+pub use validate::Rejection;
 
 /// How an identity was established.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -82,7 +82,7 @@ impl ProcessFacts {
 
 /// Field 22 of /proc/PID/stat; the command name (field 2) may contain spaces and parentheses,
 /// so count from the last ')'.
-fn stat_start_ticks(stat: &str) -> Option<u64> {
+pub(crate) fn stat_start_ticks(stat: &str) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(19)?.parse().ok()
 }

@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use crate::{
     config::Protocol,
-    identity::{Identity, ProcessFacts},
+    identity::ProcessFacts,
     intercept::{Intercept, targets::TargetSet},
     session::Session,
 };
@@ -41,6 +41,9 @@ pub struct Node {
     pub targets: RwLock<Arc<TargetSet>>,
     pub mark: u32,
     pub connect_timeout: RwLock<Duration>,
+    /// Workload identity of each connection (bounded by `[identity] timeout_ms`).
+    /// Swapped on reload when `[identity]` or `[[issuer]]` change.
+    pub identity: RwLock<Arc<crate::identity::Resolver>>,
 }
 
 impl Node {
@@ -92,7 +95,8 @@ async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
     if let Some(cg) = &process.cgroup {
         node.agent_cgroups.lock().unwrap().insert(cg.clone());
     }
-    let identity = Identity::anonymous("no workload identity source configured");
+    let resolver = node.identity.read().unwrap().clone();
+    let identity = resolver.resolve(&process).await;
     let session = Arc::new(Session::new(
         target,
         peer,
