@@ -283,9 +283,14 @@ fn reload_identity(node: &Node, old: &Config, new: &Config) {
     match crate::identity::Resolver::new(&new.identity, &new.issuers) {
         Ok(r) => {
             *node.identity.write().unwrap() = Arc::new(r);
-            tracing::info!(issuers = new.issuers.len(), "identity configuration applied");
+            tracing::info!(
+                issuers = new.issuers.len(),
+                "identity configuration applied"
+            );
         }
-        Err(e) => tracing::error!(error = %e, "identity configuration not applied; keeping the running one"),
+        Err(e) => {
+            tracing::error!(error = %e, "identity configuration not applied; keeping the running one")
+        }
     }
 }
 

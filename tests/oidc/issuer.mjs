@@ -3,15 +3,17 @@
 // that mint through it:
 //   GET  /gh/token?audience=A            Authorization: Bearer <request token>  -> {"value": jwt}
 //   POST /ado/oidctoken?api-version=7.1&serviceConnectionId=ID   (same bearer)  -> {"oidcToken": jwt}
-// Test control (loopback only):
+// Test control (plain HTTP on --admin-port, loopback only):
 //   POST /admin/job    {request_token, sub, claims, alg?, service_connection?, aud?}
 //   POST /admin/mint   {request_token, aud}            -> {token}
 //   POST /admin/rotate {drop_old}                       -> {kid}   (new RSA signing key first)
 //   GET  /admin/stats                                   -> request counters
-// Usage: node issuer.mjs --port N --cert PEM --key PEM --ca PEM   (prints {"ready": issuer})
+// Usage: node issuer.mjs --port N --admin-port M --cert PEM --key PEM --ca PEM
+// (prints {"ready": issuer} once both listen)
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import { parseArgs } from 'node:util';
 
@@ -20,6 +22,7 @@ import Provider from 'oidc-provider';
 const { values: opt } = parseArgs({
   options: {
     port: { type: 'string' },
+    'admin-port': { type: 'string' },
     cert: { type: 'string' },
     key: { type: 'string' },
     ca: { type: 'string' },
@@ -130,6 +133,29 @@ function bearerJob(req) {
   return m && jobs.has(m[1]) ? m[1] : null;
 }
 
+async function admin(req, res) {
+  const url = new URL(req.url, issuer);
+  if (url.pathname === '/admin/job' && req.method === 'POST') {
+    const job = await readBody(req);
+    jobs.set(job.request_token, job);
+    provider = build();
+    return send(res, 200, { ok: true });
+  }
+  if (url.pathname === '/admin/mint' && req.method === 'POST') {
+    const { request_token: t, aud } = await readBody(req);
+    return send(res, 200, { token: await mint(t, aud) });
+  }
+  if (url.pathname === '/admin/rotate' && req.method === 'POST') {
+    const { drop_old: dropOld } = await readBody(req);
+    const k = newKey('RSA');
+    rsaKeys = dropOld ? [k] : [k, ...rsaKeys];
+    provider = build();
+    return send(res, 200, { kid: k.kid });
+  }
+  if (url.pathname === '/admin/stats') return send(res, 200, stats);
+  return send(res, 404, { message: 'no such admin route' });
+}
+
 async function route(req, res) {
   const url = new URL(req.url, issuer);
   if (url.pathname === '/gh/token' && req.method === 'GET') {
@@ -149,24 +175,6 @@ async function route(req, res) {
     }
     return send(res, 200, { oidcToken: await mint(t, job.aud || 'api://AzureADTokenExchange') });
   }
-  if (url.pathname === '/admin/job' && req.method === 'POST') {
-    const job = await readBody(req);
-    jobs.set(job.request_token, job);
-    provider = build();
-    return send(res, 200, { ok: true });
-  }
-  if (url.pathname === '/admin/mint' && req.method === 'POST') {
-    const { request_token: t, aud } = await readBody(req);
-    return send(res, 200, { token: await mint(t, aud) });
-  }
-  if (url.pathname === '/admin/rotate' && req.method === 'POST') {
-    const { drop_old: dropOld } = await readBody(req);
-    const k = newKey('RSA');
-    rsaKeys = dropOld ? [k] : [k, ...rsaKeys];
-    provider = build();
-    return send(res, 200, { kid: k.kid });
-  }
-  if (url.pathname === '/admin/stats') return send(res, 200, stats);
   if (url.pathname === '/jwks') stats.jwks += 1;
   if (url.pathname === '/.well-known/openid-configuration') stats.discovery += 1;
   return provider.callback()(req, res);
@@ -178,6 +186,11 @@ const server = https.createServer({
 }, (req, res) => {
   route(req, res).catch((e) => send(res, 500, { error: String(e) }));
 });
+const adminServer = http.createServer((req, res) => {
+  admin(req, res).catch((e) => send(res, 500, { error: String(e) }));
+});
 server.listen(Number(opt.port), '127.0.0.1', () => {
-  process.stdout.write(`${JSON.stringify({ ready: issuer })}\n`);
+  adminServer.listen(Number(opt['admin-port']), '127.0.0.1', () => {
+    process.stdout.write(`${JSON.stringify({ ready: issuer })}\n`);
+  });
 });

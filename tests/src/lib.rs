@@ -2,6 +2,7 @@
 //! creates, real servers on loopback addresses. Everything a test creates (cgroup, pins, nftables
 //! table) is removed when its guard drops.
 
+pub mod oidc;
 pub mod pg;
 
 use std::{

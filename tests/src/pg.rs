@@ -150,7 +150,8 @@ impl Postgres {
 }
 
 /// A test CA and a server certificate it signs for `host` (CA:FALSE, as verifiers require).
-fn make_certs(dir: &Path, data: &Path, host: &str) {
+/// A CA (`dir/ca.crt`) and a server certificate for `host` signed by it (`data/server.{crt,key}`).
+pub fn make_certs(dir: &Path, data: &Path, host: &str) {
     let ca_key = dir.join("ca.key");
     run(Command::new("openssl")
         .args([

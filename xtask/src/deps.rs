@@ -1,4 +1,4 @@
-//! What the test suite needs from apt, installed when missing (CI starts from a fresh machine).
+//! What the test suite needs from apt and npm, installed when missing (CI starts from a fresh machine).
 
 use std::process::Command;
 
@@ -20,6 +20,34 @@ const TEST_PACKAGES: &[&str] = &[
 ];
 
 pub fn install_test_deps() -> Result<()> {
+    install_apt()?;
+    install_npm()
+}
+
+/// The identity tests' issuer (`tests/oidc`, npm `oidc-provider`): `npm ci` from the committed
+/// lock file whenever it is newer than the installed tree. Node itself comes with the image; when
+/// it does not, Debian's nodejs and npm are installed.
+fn install_npm() -> Result<()> {
+    let dir = crate::root().join("tests/oidc");
+    if Command::new("node").arg("--version").output().is_err() {
+        apt_install(&["nodejs", "npm"])?;
+    }
+    let lock = std::fs::metadata(dir.join("package-lock.json"))?.modified()?;
+    let installed = std::fs::metadata(dir.join("node_modules/.package-lock.json"))
+        .and_then(|m| m.modified())
+        .ok();
+    if installed.is_some_and(|t| t >= lock) {
+        return Ok(());
+    }
+    eprintln!("xtask: npm ci in {}", dir.display());
+    status(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir),
+    )
+}
+
+fn install_apt() -> Result<()> {
     let missing: Vec<&str> = TEST_PACKAGES
         .iter()
         .copied()
@@ -28,19 +56,23 @@ pub fn install_test_deps() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("xtask: installing {}", missing.join(" "));
-    status(Command::new("apt-get").args(["update", "-qq"]))?;
-    status(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
+    apt_install(&missing)?;
     // Debian starts a default cluster on install; the tests run their own clusters.
     let _ = Command::new("pg_ctlcluster")
         .args(["15", "main", "stop"])
         .status();
     Ok(())
+}
+
+fn apt_install(pkgs: &[&str]) -> Result<()> {
+    eprintln!("xtask: installing {}", pkgs.join(" "));
+    status(Command::new("apt-get").args(["update", "-qq"]))?;
+    status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(pkgs)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 fn installed(pkg: &str) -> bool {

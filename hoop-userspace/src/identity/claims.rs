@@ -39,12 +39,19 @@ pub fn identity(provider: Provider, v: Validated, source: String) -> Identity {
         Provider::Generic => {}
     }
     attributes.insert("issuer_name".into(), v.issuer_name);
+    if let Some(kid) = v.kid {
+        attributes.insert("kid".into(), kid);
+    }
     attributes.insert("source".into(), source);
     Identity {
         kind: IdentityKind::Oidc,
         provider: Some(provider.as_str().into()),
         issuer: Some(v.issuer_url),
-        subject: v.claims.get("sub").and_then(Value::as_str).map(str::to_string),
+        subject: v
+            .claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         attributes,
         claims: v.claims,
         reason: None,
@@ -83,7 +90,11 @@ fn azure_devops(claims: &Map<String, Value>, out: &mut BTreeMap<String, String>)
             }
         }
     }
-    copy(claims, &["pipeline", "pipeline_id", "run_id", "environment"], out);
+    copy(
+        claims,
+        &["pipeline", "pipeline_id", "run_id", "environment"],
+        out,
+    );
 }
 
 /// Kubernetes service-account tokens (AKS workload identity): the `kubernetes.io` claim, or
@@ -107,7 +118,8 @@ fn kubernetes(claims: &Map<String, Value>, out: &mut BTreeMap<String, String>) {
     {
         if let Some((ns, sa)) = rest.split_once(':') {
             out.entry("namespace".into()).or_insert_with(|| ns.into());
-            out.entry("service_account".into()).or_insert_with(|| sa.into());
+            out.entry("service_account".into())
+                .or_insert_with(|| sa.into());
         }
     }
 }
@@ -122,6 +134,7 @@ mod tests {
             issuer_name: "i".into(),
             claims: claims.as_object().unwrap().clone(),
             exp: 0,
+            kid: None,
         }
     }
 
@@ -139,7 +152,10 @@ mod tests {
         assert_eq!(id.kind, IdentityKind::Oidc);
         assert_eq!(id.get("repository").as_deref(), Some("octo/app"));
         assert_eq!(id.get("run_attempt").as_deref(), Some("1"));
-        assert_eq!(id.get("sub").as_deref(), Some("repo:octo/app:ref:refs/heads/main"));
+        assert_eq!(
+            id.get("sub").as_deref(),
+            Some("repo:octo/app:ref:refs/heads/main")
+        );
         assert_eq!(id.get("jti").as_deref(), Some("j1"));
         assert!(id.get("job_workflow_ref").unwrap().contains("ci.yml"));
     }

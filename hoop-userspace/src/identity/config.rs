@@ -157,7 +157,9 @@ impl CgroupMapping {
         glob::Pattern::new(&self.path).map_err(|e| ("path".into(), e.to_string()))?;
         match (&self.token_file, &self.name) {
             (Some(f), None) if f.is_absolute() => {}
-            (Some(_), None) => return Err(("token_file".into(), "must be an absolute path".into())),
+            (Some(_), None) => {
+                return Err(("token_file".into(), "must be an absolute path".into()));
+            }
             (None, Some(n)) if !n.is_empty() => {}
             _ => {
                 return Err((
@@ -195,8 +197,7 @@ const AUDIENCE_RULE: &str = "must be non-empty [A-Za-z0-9-._~:/]";
 /// request as it is written here.
 fn valid_audience(a: &str) -> bool {
     !a.is_empty()
-        && a
-            .chars()
+        && a.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-._~:/".contains(c))
 }
 
@@ -214,8 +215,15 @@ pub fn validate_issuers(issuers: &[IssuerConfig]) -> Result<(), Invalid> {
             return Err((key("name"), format!("duplicate issuer name {:?}", i.name)));
         }
         match i.url.parse::<hyper::Uri>() {
-            Ok(u) if u.scheme_str() == Some("https") && u.host().is_some() && u.query().is_none() => {}
-            _ => return Err((key("url"), format!("{:?} is not an https:// issuer URL", i.url))),
+            Ok(u)
+                if u.scheme_str() == Some("https") && u.host().is_some() && u.query().is_none() => {
+            }
+            _ => {
+                return Err((
+                    key("url"),
+                    format!("{:?} is not an https:// issuer URL", i.url),
+                ));
+            }
         }
         if !urls.insert(i.url.as_str()) {
             return Err((key("url"), format!("issuer {:?} configured twice", i.url)));
@@ -237,7 +245,10 @@ pub fn validate_issuers(issuers: &[IssuerConfig]) -> Result<(), Invalid> {
             if !ALLOWED_ALGORITHMS.contains(&a.as_str()) {
                 return Err((
                     key(&format!("algorithms[{j}]")),
-                    format!("{a:?} is not allowed (allowed: {})", ALLOWED_ALGORITHMS.join(", ")),
+                    format!(
+                        "{a:?} is not allowed (allowed: {})",
+                        ALLOWED_ALGORITHMS.join(", ")
+                    ),
                 ));
             }
         }

@@ -59,8 +59,13 @@ pub async fn json(
     if uri.scheme_str() != Some("https") {
         return Err(FetchError::Url(redact_query(req.url)));
     }
-    let host = uri.host().ok_or_else(|| FetchError::Url(redact_query(req.url)))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = uri
+        .host()
+        .ok_or_else(|| FetchError::Url(redact_query(req.url)))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = uri.port_u16().unwrap_or(443);
     let io = tokio::time::timeout(timeout, connect(tls, &host, port))
         .await
@@ -77,13 +82,19 @@ pub async fn json(
         .map_err(|e| http_err(e.to_string()))?;
     let driver = tokio::spawn(conn);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_default();
     let mut b = Request::builder()
         .method(req.method)
         .uri(path)
         .header(header::HOST, authority)
         .header(header::ACCEPT, "application/json")
-        .header(header::USER_AGENT, concat!("hoopd/", env!("CARGO_PKG_VERSION")));
+        .header(
+            header::USER_AGENT,
+            concat!("hoopd/", env!("CARGO_PKG_VERSION")),
+        );
     if let Some(t) = req.bearer {
         b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
     }

@@ -68,7 +68,10 @@ impl Issuer {
         Self {
             name: cfg.name.clone(),
             url: cfg.url.clone(),
-            audience: cfg.audience.clone().unwrap_or_else(|| default_audience.into()),
+            audience: cfg
+                .audience
+                .clone()
+                .unwrap_or_else(|| default_audience.into()),
             providers: cfg.providers.clone(),
             algorithms,
             tls,
@@ -93,8 +96,12 @@ impl Issuer {
                 Ok(set) => st.replace(set),
                 // Stale keys still validate while the issuer is unreachable (availability); an
                 // issuer that was never reached validates nothing.
-                Err(e) if st.fetched.is_none() => return Err(Rejection::IssuerUnreachable(e.to_string())),
-                Err(e) => tracing::warn!(issuer = %self.name, error = %e, "JWKS refetch failed; keeping the cached keys"),
+                Err(e) if st.fetched.is_none() => {
+                    return Err(Rejection::IssuerUnreachable(e.to_string()));
+                }
+                Err(e) => {
+                    tracing::warn!(issuer = %self.name, error = %e, "JWKS refetch failed; keeping the cached keys")
+                }
             }
         }
         match st.lookup(kid) {
@@ -120,7 +127,10 @@ impl Issuer {
         };
         // OpenID Connect Discovery 1.0 §4.3: the document's issuer must be the one asked for.
         if doc["issuer"].as_str() != Some(self.url.as_str()) {
-            return Err(bad(format!("discovery issuer {} is not {}", doc["issuer"], self.url)));
+            return Err(bad(format!(
+                "discovery issuer {} is not {}",
+                doc["issuer"], self.url
+            )));
         }
         let jwks_uri = doc["jwks_uri"]
             .as_str()

@@ -97,7 +97,8 @@ impl Proc {
 
     /// The value of `name` in the process's initial environment (what it was started with).
     pub fn env(&self, names: &[&str]) -> Result<Vec<Option<String>>, LineageError> {
-        let raw = read_at(&self.dir, "environ", ENVIRON_MAX).map_err(|e| self.unreadable("environ", e))?;
+        let raw = read_at(&self.dir, "environ", ENVIRON_MAX)
+            .map_err(|e| self.unreadable("environ", e))?;
         Ok(names
             .iter()
             .map(|n| {
@@ -110,7 +111,8 @@ impl Proc {
     }
 
     pub fn creds(&self) -> Result<Creds, LineageError> {
-        let raw = read_at(&self.dir, "status", 1 << 16).map_err(|e| self.unreadable("status", e))?;
+        let raw =
+            read_at(&self.dir, "status", 1 << 16).map_err(|e| self.unreadable("status", e))?;
         parse_creds(&String::from_utf8_lossy(&raw)).ok_or_else(|| LineageError::Unreadable {
             pid: self.pid,
             what: "status",
@@ -121,10 +123,13 @@ impl Proc {
     /// Reads `path` as the process would: resolved inside its own root (so inside its mount
     /// namespace, absolute symlinks included), and only if its credentials may read the file.
     pub fn read_in_root(&self, path: &Path) -> Result<String, FileError> {
-        let creds = self.creds().map_err(|e| FileError::Unreadable(e.to_string()))?;
+        let creds = self
+            .creds()
+            .map_err(|e| FileError::Unreadable(e.to_string()))?;
         let root = open_at(&self.dir, "root", libc::O_PATH | libc::O_DIRECTORY)
             .map_err(|e| FileError::Unreadable(format!("root: {e}")))?;
-        let file = openat2_in_root(&root, path).map_err(|e| FileError::Unreadable(e.to_string()))?;
+        let file =
+            openat2_in_root(&root, path).map_err(|e| FileError::Unreadable(e.to_string()))?;
         read_token_file(file, Some(&creds))
     }
 
@@ -189,10 +194,11 @@ fn may_read(c: &Creds, uid: u32, gid: u32, mode: u32) -> bool {
 
 fn parse_creds(status: &str) -> Option<Creds> {
     let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.split_whitespace().filter_map(|x| x.parse::<u32>().ok()).collect::<Vec<_>>())
+        status.lines().find_map(|l| l.strip_prefix(name)).map(|v| {
+            v.split_whitespace()
+                .filter_map(|x| x.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
     };
     // Uid/Gid: real, effective, saved, filesystem
     let uid = field("Uid:")?;

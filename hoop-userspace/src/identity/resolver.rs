@@ -179,8 +179,20 @@ impl Resolver {
         }
     }
 
-    async fn validate(&self, provider: Provider, token: String, via: String) -> Result<Cached, Rejection> {
-        let v = validate::validate(&token, provider, &self.issuers, self.cfg.leeway_s, self.timeout()).await?;
+    async fn validate(
+        &self,
+        provider: Provider,
+        token: String,
+        via: String,
+    ) -> Result<Cached, Rejection> {
+        let v = validate::validate(
+            &token,
+            provider,
+            &self.issuers,
+            self.cfg.leeway_s,
+            self.timeout(),
+        )
+        .await?;
         let exp = v.exp;
         Ok(Cached {
             identity: super::claims::identity(provider, v, via),
@@ -189,7 +201,12 @@ impl Resolver {
     }
 
     /// GitHub: GET `url` → `{"value": token}`. Azure DevOps: POST `url` → `{"oidcToken": token}`.
-    async fn request(&self, provider: Provider, url: &str, auth: &str) -> Result<String, Rejection> {
+    async fn request(
+        &self,
+        provider: Provider,
+        url: &str,
+        auth: &str,
+    ) -> Result<String, Rejection> {
         let (method, field) = match provider {
             Provider::AzureDevops => (hyper::Method::POST, "oidcToken"),
             _ => (hyper::Method::GET, "value"),

@@ -123,7 +123,12 @@ fn from_env(p: &Proc, env: &[Option<String>], audience: &str) -> Found {
             });
         }
         (None, None) => {}
-        _ => incomplete = Some(format!("{GH_URL} and {GH_TOKEN} must both be set (pid {})", p.pid)),
+        _ => {
+            incomplete = Some(format!(
+                "{GH_URL} and {GH_TOKEN} must both be set (pid {})",
+                p.pid
+            ))
+        }
     }
     if let Some(uri) = get(2) {
         let sc = (5..5 + ADO_SC.len()).find_map(get);
@@ -137,7 +142,10 @@ fn from_env(p: &Proc, env: &[Option<String>], audience: &str) -> Found {
                 });
             }
             (Some(_), Some(_)) => {
-                incomplete = Some(format!("{ADO_URI} or the service connection id is malformed (pid {})", p.pid));
+                incomplete = Some(format!(
+                    "{ADO_URI} or the service connection id is malformed (pid {})",
+                    p.pid
+                ));
             }
             _ => {
                 incomplete.get_or_insert(format!(
@@ -207,7 +215,10 @@ mod tests {
     fn own() -> (u32, u64) {
         let pid = std::process::id();
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        (pid, crate::identity::process::stat_start_ticks(&stat).unwrap())
+        (
+            pid,
+            crate::identity::process::stat_start_ticks(&stat).unwrap(),
+        )
     }
 
     fn mapping(path: &str, name: Option<&str>, file: Option<&Path>) -> CgroupMapping {
@@ -233,14 +244,22 @@ mod tests {
             ..Default::default()
         };
         match discover(pid, start, Some("/runners/job-1"), &cfg) {
-            Ok(Source::Named { name, subject, attributes, .. }) => {
+            Ok(Source::Named {
+                name,
+                subject,
+                attributes,
+                ..
+            }) => {
                 assert_eq!((name.as_str(), subject.as_str()), ("pool-a", "pool-a"));
                 assert_eq!(attributes["repository"], "org/app");
             }
             other => panic!("{other:?}"),
         }
         // `*` does not cross a path separator
-        assert_eq!(discover(pid, start, Some("/runners/a/b"), &cfg), Err(Rejection::NoSource));
+        assert_eq!(
+            discover(pid, start, Some("/runners/a/b"), &cfg),
+            Err(Rejection::NoSource)
+        );
         assert!(matches!(
             discover(pid, start + 7, Some("/runners/x"), &cfg),
             Err(Rejection::ProcessUnverified(r)) if r.contains("reused")
@@ -258,7 +277,9 @@ mod tests {
             ..Default::default()
         };
         match discover(pid, start, Some("/r/x/y"), &cfg) {
-            Ok(Source::Token { provider, token, .. }) => {
+            Ok(Source::Token {
+                provider, token, ..
+            }) => {
                 assert_eq!(provider, Provider::Generic);
                 assert_eq!(token.0, "a.b.c");
                 assert_eq!(format!("{token:?}"), "[secret]");

@@ -111,18 +111,32 @@ async fn valid_rs256_and_es256() {
 async fn alg_none_rejected() {
     let header = b64(br#"{"alg":"none","typ":"JWT","kid":"rsa-a"}"#);
     let payload = b64(claims().to_string().as_bytes());
-    for t in [format!("{header}.{payload}."), format!("{header}.{payload}.AAAA")] {
+    for t in [
+        format!("{header}.{payload}."),
+        format!("{header}.{payload}.AAAA"),
+    ] {
         assert_eq!(reject(&t).await, Rejection::AlgNotAllowed("none".into()));
     }
     let no_alg = b64(br#"{"typ":"JWT"}"#);
-    assert!(matches!(reject(&format!("{no_alg}.{payload}.x")).await, Rejection::AlgNotAllowed(_)));
+    assert!(matches!(
+        reject(&format!("{no_alg}.{payload}.x")).await,
+        Rejection::AlgNotAllowed(_)
+    ));
 }
 
 #[tokio::test]
 async fn hs256_with_the_public_key_rejected() {
     // the classic confusion attack: the issuer's public key used as an HMAC secret
-    for secret in [RSA_A_PUB.to_vec(), serde_json::to_vec(&jwk(&rsa_a(), Algorithm::RS256, "rsa-a")).unwrap()] {
-        let t = sign(Algorithm::HS256, "rsa-a", &EncodingKey::from_secret(&secret), &claims());
+    for secret in [
+        RSA_A_PUB.to_vec(),
+        serde_json::to_vec(&jwk(&rsa_a(), Algorithm::RS256, "rsa-a")).unwrap(),
+    ] {
+        let t = sign(
+            Algorithm::HS256,
+            "rsa-a",
+            &EncodingKey::from_secret(&secret),
+            &claims(),
+        );
         assert_eq!(reject(&t).await, Rejection::AlgNotAllowed("HS256".into()));
     }
 }
@@ -130,41 +144,80 @@ async fn hs256_with_the_public_key_rejected() {
 #[tokio::test]
 async fn wrong_key_and_tampering_rejected() {
     let other = EncodingKey::from_rsa_pem(RSA_B).unwrap();
-    assert_eq!(reject(&sign(Algorithm::RS256, "rsa-a", &other, &claims())).await, Rejection::BadSignature);
+    assert_eq!(
+        reject(&sign(Algorithm::RS256, "rsa-a", &other, &claims())).await,
+        Rejection::BadSignature
+    );
     // a valid token whose payload is swapped for a more privileged one
     let t = good(&claims());
     let parts: Vec<&str> = t.split('.').collect();
-    let evil = b64(with(|c| { c.insert("repository".into(), json!("octo/prod")); }).to_string().as_bytes());
-    assert_eq!(reject(&format!("{}.{evil}.{}", parts[0], parts[2])).await, Rejection::BadSignature);
+    let evil = b64(with(|c| {
+        c.insert("repository".into(), json!("octo/prod"));
+    })
+    .to_string()
+    .as_bytes());
+    assert_eq!(
+        reject(&format!("{}.{evil}.{}", parts[0], parts[2])).await,
+        Rejection::BadSignature
+    );
     // an RS256 token naming the EC key: the key does not fit the algorithm
-    assert!(matches!(reject(&sign(Algorithm::RS256, "ec-1", &rsa_a(), &claims())).await, Rejection::AlgNotAllowed(_)));
+    assert!(matches!(
+        reject(&sign(Algorithm::RS256, "ec-1", &rsa_a(), &claims())).await,
+        Rejection::AlgNotAllowed(_)
+    ));
 }
 
 #[tokio::test]
 async fn wrong_iss_and_aud_rejected() {
-    let t = good(&with(|c| { c.insert("iss".into(), json!("https://evil.test")); }));
+    let t = good(&with(|c| {
+        c.insert("iss".into(), json!("https://evil.test"));
+    }));
     assert!(matches!(reject(&t).await, Rejection::WrongIssuer(m) if m.contains("evil.test")));
-    let t = good(&with(|c| { c.insert("aud".into(), json!("someone-else")); }));
+    let t = good(&with(|c| {
+        c.insert("aud".into(), json!("someone-else"));
+    }));
     assert_eq!(reject(&t).await, Rejection::WrongAudience("hoop".into()));
-    let t = good(&with(|c| { c.insert("aud".into(), json!(["x", "hoop"])); }));
-    assert!(check(&t, Provider::Github).await.is_ok(), "aud array containing ours");
-    let t = good(&with(|c| { c.remove("aud"); }));
+    let t = good(&with(|c| {
+        c.insert("aud".into(), json!(["x", "hoop"]));
+    }));
+    assert!(
+        check(&t, Provider::Github).await.is_ok(),
+        "aud array containing ours"
+    );
+    let t = good(&with(|c| {
+        c.remove("aud");
+    }));
     assert_eq!(reject(&t).await, Rejection::MissingClaim("aud".into()));
-    let t = good(&with(|c| { c.remove("sub"); }));
+    let t = good(&with(|c| {
+        c.remove("sub");
+    }));
     assert_eq!(reject(&t).await, Rejection::MissingClaim("sub".into()));
 }
 
 #[tokio::test]
 async fn time_claims_with_leeway() {
-    let t = good(&with(|c| { c.insert("exp".into(), json!(now() - 120)); }));
+    let t = good(&with(|c| {
+        c.insert("exp".into(), json!(now() - 120));
+    }));
     assert_eq!(reject(&t).await, Rejection::Expired);
-    let t = good(&with(|c| { c.insert("exp".into(), json!(now() - 10)); }));
-    assert!(check(&t, Provider::Github).await.is_ok(), "within the 30 s leeway");
-    let t = good(&with(|c| { c.remove("exp"); }));
+    let t = good(&with(|c| {
+        c.insert("exp".into(), json!(now() - 10));
+    }));
+    assert!(
+        check(&t, Provider::Github).await.is_ok(),
+        "within the 30 s leeway"
+    );
+    let t = good(&with(|c| {
+        c.remove("exp");
+    }));
     assert_eq!(reject(&t).await, Rejection::MissingClaim("exp".into()));
-    let t = good(&with(|c| { c.insert("nbf".into(), json!(now() + 120)); }));
+    let t = good(&with(|c| {
+        c.insert("nbf".into(), json!(now() + 120));
+    }));
     assert_eq!(reject(&t).await, Rejection::NotYetValid);
-    let t = good(&with(|c| { c.insert("iat".into(), json!(now() + 120)); }));
+    let t = good(&with(|c| {
+        c.insert("iat".into(), json!(now() + 120));
+    }));
     assert_eq!(reject(&t).await, Rejection::IssuedInFuture);
 }
 
@@ -172,16 +225,28 @@ async fn time_claims_with_leeway() {
 async fn unknown_kid_and_provider_rejected() {
     let t = sign(Algorithm::RS256, "rsa-zzz", &rsa_a(), &claims());
     assert_eq!(reject(&t).await, Rejection::UnknownKid("rsa-zzz".into()));
-    let r = check(&good(&claims()), Provider::AzureDevops).await.err().unwrap();
+    let r = check(&good(&claims()), Provider::AzureDevops)
+        .await
+        .err()
+        .unwrap();
     assert_eq!(
         r,
-        Rejection::ProviderNotServed { issuer: "test".into(), provider: "azure-devops".into() }
+        Rejection::ProviderNotServed {
+            issuer: "test".into(),
+            provider: "azure-devops".into()
+        }
     );
 }
 
 #[tokio::test]
 async fn malformed_tokens_rejected() {
-    for t in ["", "a.b", "a.b.c.d", "!!!.e30.x", &format!("{}.!!!.x", b64(br#"{"alg":"RS256"}"#))] {
+    for t in [
+        "",
+        "a.b",
+        "a.b.c.d",
+        "!!!.e30.x",
+        &format!("{}.!!!.x", b64(br#"{"alg":"RS256"}"#)),
+    ] {
         assert!(matches!(reject(t).await, Rejection::Malformed(_)), "{t:?}");
     }
 }
@@ -212,28 +277,52 @@ mod config {
         assert!(cfg.identity.cgroups[1].matches("/k8s/pod/x"));
         assert!(!cfg.identity.cgroups[0].matches("/runners/a/b"));
         let d = Config::parse("", "t").unwrap();
-        assert_eq!((d.identity.audience.as_str(), d.identity.timeout_ms), ("hoop", 3000));
+        assert_eq!(
+            (d.identity.audience.as_str(), d.identity.timeout_ms),
+            ("hoop", 3000)
+        );
     }
 
     #[test]
     fn bad_identity_keys_are_named() {
         assert!(invalid("[identity]\ntimeout = 1\n").contains("timeout"));
-        assert!(invalid("[[issuer]]\nname='a'\nurl='https://a'\nproviders=['github']\nkey='x'\n").contains("key"));
-        assert!(invalid("[[issuer]]\nname='a'\nurl='https://a'\nproviders=['gitlab']\n").contains("gitlab"));
-        assert!(invalid("[[issuer]]\nname='a'\nurl='http://a'\nproviders=['github']\n").contains("issuer[0].url"));
-        assert!(invalid("[[issuer]]\nname='a'\nurl='https://a'\nproviders=[]\n").contains("issuer[0].providers"));
+        assert!(
+            invalid("[[issuer]]\nname='a'\nurl='https://a'\nproviders=['github']\nkey='x'\n")
+                .contains("key")
+        );
+        assert!(
+            invalid("[[issuer]]\nname='a'\nurl='https://a'\nproviders=['gitlab']\n")
+                .contains("gitlab")
+        );
+        assert!(
+            invalid("[[issuer]]\nname='a'\nurl='http://a'\nproviders=['github']\n")
+                .contains("issuer[0].url")
+        );
+        assert!(
+            invalid("[[issuer]]\nname='a'\nurl='https://a'\nproviders=[]\n")
+                .contains("issuer[0].providers")
+        );
         assert!(
             invalid("[[issuer]]\nname='a'\nurl='https://a'\nproviders=['github']\nalgorithms=['HS256']\n")
                 .contains("issuer[0].algorithms[0]")
         );
-        assert!(invalid(&format!("{ISSUER}{}", ISSUER.replace("'gh'", "'gh2'"))).contains("configured twice"));
+        assert!(
+            invalid(&format!("{ISSUER}{}", ISSUER.replace("'gh'", "'gh2'")))
+                .contains("configured twice")
+        );
         assert!(invalid("[identity]\ntimeout_ms = 0\n").contains("identity.timeout_ms"));
         assert!(invalid("[identity]\naudience = 'a b'\n").contains("identity.audience"));
         assert!(
             invalid("[[identity.cgroup]]\npath = '/x'\nname = 'a'\ntoken_file = '/t'\n")
                 .contains("identity.cgroup[0].token_file")
         );
-        assert!(invalid("[[identity.cgroup]]\npath = 'x'\nname = 'a'\n").contains("identity.cgroup[0].path"));
-        assert!(invalid("[[identity.cgroup]]\npath = '/x'\nname = 'a'\ncolour = 1\n").contains("colour"));
+        assert!(
+            invalid("[[identity.cgroup]]\npath = 'x'\nname = 'a'\n")
+                .contains("identity.cgroup[0].path")
+        );
+        assert!(
+            invalid("[[identity.cgroup]]\npath = '/x'\nname = 'a'\ncolour = 1\n")
+                .contains("colour")
+        );
     }
 }

@@ -13,7 +13,9 @@ use super::{config::Provider, issuer::Issuer};
 /// Why a workload got no verified identity; its text is the `reason` of an anonymous identity.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
-    #[error("no token source in the environment of the process or its ancestors, and no cgroup mapping")]
+    #[error(
+        "no token source in the environment of the process or its ancestors, and no cgroup mapping"
+    )]
     NoSource,
     #[error("process not verified: {0}")]
     ProcessUnverified(String),
@@ -58,6 +60,8 @@ pub struct Validated {
     pub claims: serde_json::Map<String, serde_json::Value>,
     /// `exp`, seconds since the epoch.
     pub exp: u64,
+    /// The key that signed it (audited: which issuer key vouched for the session).
+    pub kid: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -70,7 +74,8 @@ fn b64_json<T: serde::de::DeserializeOwned>(part: &str, what: &str) -> Result<T,
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| Rejection::Malformed(format!("{what} is not base64url")))?;
-    serde_json::from_slice(&raw).map_err(|_| Rejection::Malformed(format!("{what} is not a JSON object")))
+    serde_json::from_slice(&raw)
+        .map_err(|_| Rejection::Malformed(format!("{what} is not a JSON object")))
 }
 
 /// Validates `token`, which came from a `provider` source, against `issuers`.
@@ -83,7 +88,9 @@ pub async fn validate(
 ) -> Result<Validated, Rejection> {
     let parts: Vec<&str> = token.split('.').collect();
     if parts.len() != 3 {
-        return Err(Rejection::Malformed("not a three-part JWS compact token".into()));
+        return Err(Rejection::Malformed(
+            "not a three-part JWS compact token".into(),
+        ));
     }
     let header: Header = b64_json(parts[0], "header")?;
     let alg_name = header.alg.unwrap_or_default();
@@ -104,7 +111,10 @@ pub async fn validate(
         });
     }
     if !issuer.algorithms.contains(&alg) {
-        return Err(Rejection::AlgNotAllowed(format!("{alg_name} for issuer {}", issuer.name)));
+        return Err(Rejection::AlgNotAllowed(format!(
+            "{alg_name} for issuer {}",
+            issuer.name
+        )));
     }
     let key = issuer.key(header.kid.as_deref(), timeout).await?;
     if key.alg.is_some_and(|a| a != alg) || key.key.family() != alg.family() {
@@ -119,8 +129,9 @@ pub async fn validate(
     v.set_audience(&[&issuer.audience]);
     v.set_issuer(&[&issuer.url]);
     v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key.key, &v)
-        .map_err(|e| map_error(e.kind(), &issuer.audience))?;
+    let data =
+        jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key.key, &v)
+            .map_err(|e| map_error(e.kind(), &issuer.audience))?;
     let now = jsonwebtoken::get_current_timestamp();
     let claims = data.claims;
     if let Some(iat) = claims.get("iat") {
@@ -136,6 +147,7 @@ pub async fn validate(
         issuer_name: issuer.name.clone(),
         claims,
         exp,
+        kid: header.kid,
     })
 }
 
