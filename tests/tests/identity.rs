@@ -200,6 +200,13 @@ fn github_job(fx: &Fixture) -> Result<(), Failed> {
             || s.to_string(),
         )?;
     }
+    let took: Vec<u64> = n
+        .hoopd
+        .logs_matching(|v| v["message"] == "identity resolved")
+        .iter()
+        .filter_map(|v| v["elapsed_us"].as_u64())
+        .collect();
+    eprintln!("identity resolution (µs), first of the job then cached: {took:?}");
     let requests = fx.issuer.stats()["gh"].as_u64().unwrap() - before;
     check(requests == 1, || {
         format!("{requests} token requests for one job (cache per job)")

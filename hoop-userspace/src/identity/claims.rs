@@ -30,7 +30,7 @@ const GITHUB: &[&str] = &[
     "runner_environment",
 ];
 
-pub fn identity(provider: Provider, v: Validated, source: String) -> Identity {
+pub fn identity(provider: Provider, v: Validated) -> Identity {
     let mut attributes = BTreeMap::new();
     match provider {
         Provider::Github => copy(&v.claims, GITHUB, &mut attributes),
@@ -42,7 +42,6 @@ pub fn identity(provider: Provider, v: Validated, source: String) -> Identity {
     if let Some(kid) = v.kid {
         attributes.insert("kid".into(), kid);
     }
-    attributes.insert("source".into(), source);
     Identity {
         kind: IdentityKind::Oidc,
         provider: Some(provider.as_str().into()),
@@ -111,16 +110,13 @@ fn kubernetes(claims: &Map<String, Value>, out: &mut BTreeMap<String, String>) {
             out.insert(name.into(), s);
         }
     }
-    if let Some(rest) = claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .and_then(|s| s.strip_prefix("system:serviceaccount:"))
+    let sub = claims.get("sub").and_then(Value::as_str).unwrap_or("");
+    if let Some(rest) = sub.strip_prefix("system:serviceaccount:")
+        && let Some((ns, sa)) = rest.split_once(':')
     {
-        if let Some((ns, sa)) = rest.split_once(':') {
-            out.entry("namespace".into()).or_insert_with(|| ns.into());
-            out.entry("service_account".into())
-                .or_insert_with(|| sa.into());
-        }
+        out.entry("namespace".into()).or_insert_with(|| ns.into());
+        out.entry("service_account".into())
+            .or_insert_with(|| sa.into());
     }
 }
 
@@ -147,7 +143,6 @@ mod tests {
                 "ref": "refs/heads/main", "run_id": "42", "run_attempt": 1, "jti": "j1",
                 "job_workflow_ref": "octo/app/.github/workflows/ci.yml@refs/heads/main"
             })),
-            "github".into(),
         );
         assert_eq!(id.kind, IdentityKind::Oidc);
         assert_eq!(id.get("repository").as_deref(), Some("octo/app"));
@@ -165,7 +160,6 @@ mod tests {
         let ado = identity(
             Provider::AzureDevops,
             validated(serde_json::json!({"sub": "sc://contoso/web/prod-db"})),
-            "s".into(),
         );
         assert_eq!(ado.get("organization").as_deref(), Some("contoso"));
         assert_eq!(ado.get("project").as_deref(), Some("web"));
@@ -176,7 +170,6 @@ mod tests {
                 "sub": "system:serviceaccount:ci:builder",
                 "kubernetes.io": {"namespace": "ci", "serviceaccount": {"name": "builder"}, "pod": {"name": "p-1"}}
             })),
-            "s".into(),
         );
         assert_eq!(k8s.get("namespace").as_deref(), Some("ci"));
         assert_eq!(k8s.get("service_account").as_deref(), Some("builder"));

@@ -121,10 +121,10 @@ type Invalid = (String, String);
 impl IdentityConfig {
     pub fn validate(&self) -> Result<(), Invalid> {
         let err = |k: &str, r: &str| Err((format!("identity.{k}"), r.to_string()));
-        if let Some(ca) = &self.ca {
-            if !ca.is_absolute() {
-                return err("ca", "must be an absolute path");
-            }
+        if let Some(ca) = &self.ca
+            && !ca.is_absolute()
+        {
+            return err("ca", "must be an absolute path");
         }
         if !valid_audience(&self.audience) {
             return err("audience", AUDIENCE_RULE);
@@ -228,15 +228,15 @@ pub fn validate_issuers(issuers: &[IssuerConfig]) -> Result<(), Invalid> {
         if !urls.insert(i.url.as_str()) {
             return Err((key("url"), format!("issuer {:?} configured twice", i.url)));
         }
-        if let Some(a) = &i.audience {
-            if a.is_empty() {
-                return Err((key("audience"), "must not be empty".into()));
-            }
+        if let Some(a) = &i.audience
+            && a.is_empty()
+        {
+            return Err((key("audience"), "must not be empty".into()));
         }
-        if let Some(ca) = &i.ca {
-            if !ca.is_absolute() {
-                return Err((key("ca"), "must be an absolute path".into()));
-            }
+        if let Some(ca) = &i.ca
+            && !ca.is_absolute()
+        {
+            return Err((key("ca"), "must be an absolute path".into()));
         }
         if i.providers.is_empty() {
             return Err((key("providers"), "at least one provider is required".into()));

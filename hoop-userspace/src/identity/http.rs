@@ -80,7 +80,7 @@ pub async fn json(
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| http_err(e.to_string()))?;
-    let driver = tokio::spawn(conn);
+    let _driver = Driver(tokio::spawn(conn));
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let authority = uri
         .authority()
@@ -108,7 +108,6 @@ pub async fn json(
         .map_err(|e| http_err(e.to_string()))?;
     let status = resp.status();
     if !status.is_success() {
-        driver.abort();
         return Err(FetchError::Status {
             host,
             status: status.as_u16(),
@@ -119,11 +118,19 @@ pub async fn json(
         .await
         .map_err(|e| http_err(e.to_string()))?
         .to_bytes();
-    driver.abort();
     serde_json::from_slice(&body).map_err(|e| FetchError::Json {
         host,
         reason: e.to_string(),
     })
+}
+
+/// The connection's task, ended with the request (also when the caller's timeout drops it).
+struct Driver(tokio::task::JoinHandle<Result<(), hyper::Error>>);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn connect(

@@ -90,7 +90,9 @@ impl Issuer {
         let may_refetch = st
             .last_attempt
             .is_none_or(|t| t.elapsed() >= self.refetch_interval);
-        if stale || (!known && may_refetch) {
+        // never fetched: always try (bounded by the caller's timeout); stale or unknown kid:
+        // at most once per refetch interval
+        if st.fetched.is_none() || ((stale || !known) && may_refetch) {
             st.last_attempt = Some(Instant::now());
             match self.fetch(timeout).await {
                 Ok(set) => st.replace(set),

@@ -166,10 +166,10 @@ pub fn read_token_file(mut file: File, creds: Option<&Creds>) -> Result<String, 
     if !meta.is_file() || meta.len() > TOKEN_FILE_MAX {
         return Err(FileError::NotAToken);
     }
-    if let Some(c) = creds {
-        if !may_read(c, meta.uid(), meta.gid(), meta.mode()) {
-            return Err(FileError::Denied { uid: c.fsuid });
-        }
+    if let Some(c) = creds
+        && !may_read(c, meta.uid(), meta.gid(), meta.mode())
+    {
+        return Err(FileError::Denied { uid: c.fsuid });
     }
     let mut s = String::new();
     (&mut file)

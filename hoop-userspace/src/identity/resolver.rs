@@ -83,6 +83,11 @@ impl Resolver {
     /// The identity of the process described by `facts`; `Anonymous` with the reason when none
     /// can be established within the timeout. Never fails.
     pub async fn resolve(&self, facts: &ProcessFacts) -> Identity {
+        if self.issuers.is_empty() && self.cfg.cgroups.is_empty() {
+            // nothing could vouch for a workload: skip the /proc walk
+            return Identity::anonymous("no [[issuer]] or [[identity.cgroup]] configured");
+        }
+        let t0 = std::time::Instant::now();
         let r = tokio::time::timeout(self.timeout(), self.try_resolve(facts)).await;
         let id = match r {
             Ok(Ok(id)) => id,
@@ -95,6 +100,7 @@ impl Resolver {
             subject = id.subject.as_deref().unwrap_or(""),
             issuer = id.issuer.as_deref().unwrap_or(""),
             reason = id.reason.as_deref().unwrap_or(""),
+            elapsed_us = t0.elapsed().as_micros() as u64,
             "identity resolved"
         );
         id
@@ -137,8 +143,8 @@ impl Resolver {
                 via,
             } => {
                 let key = cache_key(&[b"token", token.0.as_bytes()]);
-                self.cached(key, || self.validate(provider, token.0, via))
-                    .await
+                let id = self.cached(key, || self.validate(provider, token.0)).await;
+                id.map(|id| with_source(id, via))
             }
             Source::Request {
                 provider,
@@ -147,11 +153,13 @@ impl Resolver {
                 via,
             } => {
                 let key = cache_key(&[b"request", url.as_bytes(), auth.0.as_bytes()]);
-                self.cached(key, || async move {
-                    let token = self.request(provider, &url, &auth.0).await?;
-                    self.validate(provider, token, via).await
-                })
-                .await
+                let id = self
+                    .cached(key, || async move {
+                        let token = self.request(provider, &url, &auth.0).await?;
+                        self.validate(provider, token).await
+                    })
+                    .await;
+                id.map(|id| with_source(id, via))
             }
         }
     }
@@ -179,12 +187,7 @@ impl Resolver {
         }
     }
 
-    async fn validate(
-        &self,
-        provider: Provider,
-        token: String,
-        via: String,
-    ) -> Result<Cached, Rejection> {
+    async fn validate(&self, provider: Provider, token: String) -> Result<Cached, Rejection> {
         let v = validate::validate(
             &token,
             provider,
@@ -195,7 +198,7 @@ impl Resolver {
         .await?;
         let exp = v.exp;
         Ok(Cached {
-            identity: super::claims::identity(provider, v, via),
+            identity: super::claims::identity(provider, v),
             exp,
         })
     }
@@ -229,6 +232,12 @@ impl Resolver {
                 ))
             })
     }
+}
+
+/// Where this connection's token came from (the cached identity may be another process's).
+fn with_source(mut id: Identity, via: String) -> Identity {
+    id.attributes.insert("source".into(), via);
+    id
 }
 
 fn cache_key(parts: &[&[u8]]) -> [u8; 32] {
