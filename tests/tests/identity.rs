@@ -134,8 +134,7 @@ fn client_in(cg: &Cgroup, addr: &str, vars: &[(&str, &str)], extra: &[&str]) -> 
         .unwrap()
 }
 
-fn gh_vars<'a>(fx: &'a Fixture, url: &'a str, token: &'a str) -> [(&'a str, &'a str); 2] {
-    let _ = fx;
+fn gh_vars<'a>(url: &'a str, token: &'a str) -> [(&'a str, &'a str); 2] {
     [(GH_URL, url), (GH_TOKEN, token)]
 }
 
@@ -164,7 +163,7 @@ fn github_job(fx: &Fixture) -> Result<(), Failed> {
         .job("rt-gh-secret-1", sub, github_claims(), json!({}));
     let n = node(fx, "id-gh", 19401, 17501, ID, "");
     let url = fx.issuer.github_url();
-    let vars = gh_vars(fx, &url, "rt-gh-secret-1");
+    let vars = gh_vars(&url, "rt-gh-secret-1");
     let before = fx.issuer.stats()["gh"].as_u64().unwrap();
     ok(&n.client(&vars, &["--count", "3"]))?;
     ok(&n.client(&vars, &[]))?;
@@ -398,14 +397,14 @@ fn key_rotation(fx: &Fixture) -> Result<(), Failed> {
     let jwks = || fx.issuer.stats()["jwks"].as_u64().unwrap();
     let jwks0 = jwks();
     let t0 = Instant::now();
-    ok(&n.client(&gh_vars(fx, &url, "rt-rot-1"), &[]))?;
+    ok(&n.client(&gh_vars(&url, "rt-rot-1"), &[]))?;
     let first = n.wait_starts(1)?.pop().unwrap()["identity"].clone();
     check(first["kind"] == "oidc", || format!("{first}"))?;
     let new_kid = fx.issuer.rotate(false);
     check(first["attributes"]["kid"] != new_kid.as_str(), || {
         format!("{first}")
     })?;
-    ok(&n.client(&gh_vars(fx, &url, "rt-rot-2"), &[]))?;
+    ok(&n.client(&gh_vars(&url, "rt-rot-2"), &[]))?;
     let limited = n.wait_starts(2)?.pop().unwrap()["identity"].clone();
     check(
         t0.elapsed() < Duration::from_millis(2500)
@@ -423,8 +422,8 @@ fn key_rotation(fx: &Fixture) -> Result<(), Failed> {
         format!("{} JWKS fetches within the limit", jwks() - jwks0)
     })?;
     std::thread::sleep(Duration::from_millis(3200).saturating_sub(t0.elapsed()));
-    ok(&n.client(&gh_vars(fx, &url, "rt-rot-2"), &[]))?;
-    ok(&n.client(&gh_vars(fx, &url, "rt-rot-1"), &[]))?;
+    ok(&n.client(&gh_vars(&url, "rt-rot-2"), &[]))?;
+    ok(&n.client(&gh_vars(&url, "rt-rot-1"), &[]))?;
     let s = n.wait_starts(4)?;
     let (rotated, old) = (&s[2]["identity"], &s[3]["identity"]);
     check(
@@ -617,7 +616,7 @@ fn pid_reuse_not_attributed(fx: &Fixture) -> Result<(), Failed> {
             .command(CLIENT)
             .args([n.addr.as_str(), "a", "--timeout-ms", "300"])
             .env_clear()
-            .envs(gh_vars(fx, &url, "rt-reuse-a"))
+            .envs(gh_vars(&url, "rt-reuse-a"))
             .stdout(Stdio::null())
             .spawn()?;
         let pid = a.id();
@@ -626,7 +625,7 @@ fn pid_reuse_not_attributed(fx: &Fixture) -> Result<(), Failed> {
         let mut b = Command::new("sleep")
             .arg("30")
             .env_clear()
-            .envs(gh_vars(fx, &url, "rt-reuse-b"))
+            .envs(gh_vars(&url, "rt-reuse-b"))
             .spawn()?;
         let got = b.id();
         n.hoopd.signal(libc::SIGCONT);
