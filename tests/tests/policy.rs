@@ -519,6 +519,101 @@ fn check_and_explain(pg: &Postgres) -> Result<(), Failed> {
     )
 }
 
+/// Rules on workload identity, with tokens from the real OIDC provider: the main branch of one
+/// repository may write, other jobs may only read, anonymous callers get nothing.
+fn identity_rules(pg: &Postgres) -> Result<(), Failed> {
+    use hoop_tests::oidc::Issuer;
+    let issuer = Issuer::start(17597, 17598);
+    let claims = |repo: &str, r#ref: &str| {
+        serde_json::json!({"repository": repo, "ref": r#ref, "workflow": "ci", "actor": "octocat",
+                           "run_id": "7", "environment": "prod"})
+    };
+    issuer.job(
+        "rt-pol-main",
+        "repo:acme/api:ref:refs/heads/main",
+        claims("acme/api", "refs/heads/main"),
+        serde_json::json!({}),
+    );
+    issuer.job(
+        "rt-pol-pr",
+        "repo:acme/api:pull_request",
+        claims("acme/api", "refs/pull/9/merge"),
+        serde_json::json!({}),
+    );
+    let policy = r#"
+[defaults]
+action = "deny"
+mask = "default"
+
+[[rule]]
+name = "api-main-writes"
+action = "allow"
+identity = { kind = "oidc", repository = "acme/api", ref = "refs/heads/main" }
+
+[[rule]]
+name = "ci-reads"
+action = "allow"
+identity = { kind = "oidc", repository = "acme/*" }
+statements = ["select"]
+"#;
+    let extra = format!(
+        "[identity]\nca = \"{ca}\"\n[[issuer]]\nname = \"test\"\nurl = \"{url}\"\nca = \"{ca}\"\nproviders = [\"github\"]\n",
+        ca = issuer.ca().display(),
+        url = issuer.url()
+    );
+    pg.psql_direct("DROP TABLE IF EXISTS public.id_t; CREATE TABLE public.id_t (i int)");
+    let n = Node::start_with_policy("pol-identity", 19508, pg, &extra, Some(policy));
+    let run = |token: Option<&str>, sql: &str| {
+        let mut c = n.env.cgroup.command("psql");
+        c.arg(format!(
+            "host={HOST} port={PORT} user=postgres dbname=postgres sslmode=require"
+        ))
+        .args(["-XAt", "-v", "VERBOSITY=verbose", "-c", sql])
+        .env("PGPASSWORD", pg::PASSWORD)
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_TOKEN");
+        if let Some(t) = token {
+            c.env("ACTIONS_ID_TOKEN_REQUEST_URL", issuer.github_url())
+                .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", t);
+        }
+        let out = c.output().expect("psql");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = run(Some("rt-pol-main"), "INSERT INTO public.id_t VALUES (1)");
+    check(ok, || format!("main branch job refused: {err}"))?;
+    let (ok, _, err) = run(Some("rt-pol-pr"), "INSERT INTO public.id_t VALUES (2)");
+    check(
+        !ok && err.contains("42501") && err.contains("default:deny"),
+        || err.clone(),
+    )?;
+    let (ok, out, err) = run(Some("rt-pol-pr"), "SELECT count(*) FROM public.id_t");
+    check(ok && out.trim() == "1", || {
+        format!("pull-request job cannot read: {err}")
+    })?;
+    let (ok, _, err) = run(None, "SELECT count(*) FROM public.id_t");
+    check(!ok && err.contains("default:deny"), || {
+        format!("anonymous read allowed: {err}")
+    })?;
+    // every decision names its rule, with the identity on the session's records
+    let all = n.all_output();
+    check(
+        all.contains("\"rule\":\"api-main-writes\"")
+            && all.contains("\"rule\":\"ci-reads\"")
+            && all.contains("repo:acme/api:ref:refs/heads/main")
+            && !all.contains("rt-pol-main"),
+        || {
+            "decisions or identities missing from the audit trail (or a request token leaked)"
+                .into()
+        },
+    )?;
+    pg.psql_direct("DROP TABLE IF EXISTS public.id_t");
+    Ok(())
+}
+
 fn main() {
     hoop_tests::run_root_trials(
         || {
@@ -538,6 +633,7 @@ fn main() {
             ),
             ("reload_live", reload_live),
             ("check_and_explain", check_and_explain),
+            ("identity_rules", identity_rules),
         ],
     )
 }
