@@ -9,11 +9,16 @@
 //!   what hoopd's `accept()` returns. The callback runs before the client's final ACK, so the
 //!   entry exists before `accept()` can return.
 //! - `getpeername4`/`getpeername6`: a redirected client sees the original destination as peer.
+//! - DNS capture (`dns`): queries to port 53 (connect4/6 for UDP and TCP, sendmsg4/6, with
+//!   recvmsg4/6 translating answers back) go through hoopd's forwarder, which learns the
+//!   addresses of protected names; a guard on egress drops direct queries for protected names.
 //!
 //! Every program allows the syscall (returns 1): they only rewrite addresses. Failing closed is
 //! hoopd's listener's job: while hoopd is down the redirected connect is refused.
 #![no_std]
 #![no_main]
+
+mod dns;
 
 use aya_ebpf::{
     EbpfContext,
@@ -34,10 +39,10 @@ use hoop_common::{
 
 const SOCK_STREAM: u32 = 1;
 /// The syscall goes on (with whatever address we wrote).
-const ALLOW: i32 = 1;
+pub(crate) const ALLOW: i32 = 1;
 
 #[map(name = "HOOP_CONFIG")]
-static CONFIG: Array<NodeConfig> = Array::pinned(1, 0);
+pub(crate) static CONFIG: Array<NodeConfig> = Array::pinned(1, 0);
 #[map(name = "HOOP_TARGETS_V4")]
 static TARGETS_V4: LpmTrie<TargetV4, TargetRef> = LpmTrie::pinned(MAX_TARGET_ENTRIES, 0);
 #[map(name = "HOOP_TARGETS_V6")]
@@ -50,7 +55,7 @@ static BY_CLIENT: LruHashMap<ClientKey, OrigDst> = LruHashMap::pinned(MAX_CONNEC
 static STATS: PerCpuArray<u64> = PerCpuArray::pinned(stats::LEN, 0);
 
 #[inline(always)]
-fn count(idx: u32) {
+pub(crate) fn count(idx: u32) {
     if let Some(c) = STATS.get_ptr_mut(idx) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
         unsafe { *c += 1 };
@@ -58,16 +63,13 @@ fn count(idx: u32) {
 }
 
 #[inline(always)]
-fn config() -> Option<&'static NodeConfig> {
+pub(crate) fn config() -> Option<&'static NodeConfig> {
     CONFIG.get(0).filter(|c| c.enabled != 0)
 }
 
-/// True when this connect must not be touched: not TCP, or hoopd's own socket.
+/// True for hoopd's own sockets (they carry its mark), which are never touched.
 #[inline(always)]
-fn bypass(sa: &bpf_sock_addr, cfg: &NodeConfig) -> bool {
-    if sa.type_ != SOCK_STREAM {
-        return true;
-    }
+pub(crate) fn is_hoopd(sa: &bpf_sock_addr, cfg: &NodeConfig) -> bool {
     // SAFETY: `sk` is always a valid socket pointer in cgroup sock_addr programs.
     let sk = unsafe { sa.__bindgen_anon_1.sk };
     if sk.is_null() {
@@ -140,7 +142,13 @@ fn try_connect4(ctx: &SockAddrContext) -> Result<i32, i32> {
     let cfg = config().ok_or(ALLOW)?;
     // SAFETY: the context pointer is valid for the program's run.
     let sa = unsafe { &mut *ctx.sock_addr };
-    if bypass(sa, cfg) {
+    if is_hoopd(sa, cfg) {
+        return Ok(ALLOW);
+    }
+    if dns::is_dns(cfg, sa.user_port as u16) {
+        return Ok(dns::steer4(ctx, sa, cfg, sa.type_ == SOCK_STREAM));
+    }
+    if sa.type_ != SOCK_STREAM {
         return Ok(ALLOW);
     }
     let ip = sa.user_ip4.to_ne_bytes(); // already network order in memory
@@ -180,7 +188,7 @@ pub fn hoop_connect6(ctx: SockAddrContext) -> i32 {
 }
 
 #[inline(always)]
-fn ip6_bytes(w: &[u32; 4]) -> [u8; 16] {
+pub(crate) fn ip6_bytes(w: &[u32; 4]) -> [u8; 16] {
     let (a, b, c, d) = (
         w[0].to_ne_bytes(),
         w[1].to_ne_bytes(),
@@ -194,7 +202,7 @@ fn ip6_bytes(w: &[u32; 4]) -> [u8; 16] {
 }
 
 #[inline(always)]
-fn ip6_words(b: &[u8; 16]) -> [u32; 4] {
+pub(crate) fn ip6_words(b: &[u8; 16]) -> [u32; 4] {
     [
         u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
         u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
@@ -206,7 +214,13 @@ fn ip6_words(b: &[u8; 16]) -> [u32; 4] {
 fn try_connect6(ctx: &SockAddrContext) -> Result<i32, i32> {
     let cfg = config().ok_or(ALLOW)?;
     let sa = unsafe { &mut *ctx.sock_addr };
-    if bypass(sa, cfg) {
+    if is_hoopd(sa, cfg) {
+        return Ok(ALLOW);
+    }
+    if dns::is_dns(cfg, sa.user_port as u16) {
+        return Ok(dns::steer6(ctx, sa, cfg, sa.type_ == SOCK_STREAM));
+    }
+    if sa.type_ != SOCK_STREAM {
         return Ok(ALLOW);
     }
     let ip = ip6_bytes(&sa.user_ip6);
@@ -314,6 +328,11 @@ pub fn hoop_getpeername4(ctx: SockAddrContext) -> i32 {
             sa.user_ip4 = u32::from_ne_bytes(v4);
             sa.user_port = orig.port_be as u32;
         }
+    } else if let Some(res) = dns::resolver_of(sa.user_ip4.to_ne_bytes(), sa.user_port as u16) {
+        if let Some(v4) = v4_unmapped(&res.addr) {
+            sa.user_ip4 = u32::from_ne_bytes(v4);
+            sa.user_port = res.port_be as u32;
+        }
     }
     ALLOW
 }
@@ -325,6 +344,11 @@ pub fn hoop_getpeername6(ctx: SockAddrContext) -> i32 {
     if let Some(orig) = unsafe { BY_COOKIE.get(&cookie) } {
         sa.user_ip6 = ip6_words(&orig.addr);
         sa.user_port = orig.port_be as u32;
+    } else if let Some(v4) = v4_unmapped(&ip6_bytes(&sa.user_ip6)) {
+        if let Some(res) = dns::resolver_of(v4, sa.user_port as u16) {
+            sa.user_ip6 = ip6_words(&res.addr);
+            sa.user_port = res.port_be as u32;
+        }
     }
     ALLOW
 }

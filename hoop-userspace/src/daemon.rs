@@ -54,6 +54,15 @@ pub enum DaemonError {
     Signal(std::io::Error),
     #[error("policy: {0}")]
     Policy(#[from] crate::policy::LoadError),
+    #[error("DNS forwarder on port {port}: {source}")]
+    Dns { port: u16, source: std::io::Error },
+}
+
+/// How often learned addresses are expired and the guard and the learned file follow them.
+const LEARNED_TICK: Duration = Duration::from_secs(1);
+
+fn learned_path(cfg: &Config) -> PathBuf {
+    cfg.state.dir.join("dns-learned.json")
 }
 
 /// Runs hoopd until SIGTERM/SIGINT. The pinned redirect and the guard stay after exit.
@@ -64,9 +73,21 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     create_state_dir(&cfg)?;
     let listeners = bind(&mut cfg).await?;
+    // bound before the programs attach: they steer DNS only while the forwarder is there
+    let dns_sockets = match cfg.dns.capture {
+        true => Some(crate::dns::bind(&cfg).map_err(|source| DaemonError::Dns {
+            port: cfg.dns.port,
+            source,
+        })?),
+        false => None,
+    };
     intercept::report_pending_wildcards(&cfg);
-    let mut resolved = intercept::resolve_hosts(&cfg, &Resolved::new()).await;
+    let mut resolved = crate::dns::client::resolve_hosts(&cfg, &Resolved::new()).await;
     let set = TargetSet::build(&cfg, &resolved);
+    let learned = intercept::learned::Learned::load(&learned_path(&cfg)).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot read the learned DNS addresses; starting without them");
+        Default::default()
+    });
     let ca = Arc::new(NodeCa::load_or_create(&cfg.state.dir)?);
     let audit = AuditLog::open(cfg.audit_config())?;
     for r in audit.recoveries() {
@@ -79,8 +100,9 @@ pub async fn run(
     let policy = PolicyState::load(cfg.policy.file.as_deref())?;
     audit.append("policy.load", &policy_record(&policy))?;
     let identity = crate::identity::Resolver::new(&cfg.identity, &cfg.issuers)?;
-    let intercept = Intercept::start(&cfg, &set)?;
-    apply_guard(&cfg, intercept.scope(), &set)?;
+    let intercept = Intercept::start(&cfg, &set, learned)?;
+    let mut guarded = sorted_pairs(&intercept);
+    apply_guard(&cfg, intercept.scope(), &set, &guarded)?;
     let node = Arc::new(Node {
         policy: RwLock::new(Arc::new(policy)),
         approvals: crate::approval::Approvals::new(Duration::from_secs(cfg.approval.timeout_s)),
@@ -98,6 +120,9 @@ pub async fn run(
     for l in listeners {
         tokio::spawn(proxy::serve(l, node.clone()));
     }
+    if let Some(sockets) = dns_sockets {
+        crate::dns::spawn(sockets, node.clone(), &cfg);
+    }
     let control = crate::control::bind(&cfg.control)?;
     tokio::spawn(crate::control::serve(
         control,
@@ -112,6 +137,7 @@ pub async fn run(
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
     let mut refresh = tokio::time::interval(Duration::from_secs(cfg.proxy.resolve_interval_s));
     refresh.tick().await;
+    let mut learned_tick = tokio::time::interval(LEARNED_TICK);
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -123,18 +149,21 @@ pub async fn run(
                 if let Some(new) = reloaded {
                     reload_identity(&node, &cfg, &new);
                     cfg = new;
-                    resolved = intercept::resolve_hosts(&cfg, &resolved).await;
+                    resolved = crate::dns::client::resolve_hosts(&cfg, &resolved).await;
                     retarget(&node, &cfg, &resolved);
+                    guarded = sorted_pairs(&node.intercept);
                 }
                 reload_policy(&node, &cfg);
             }
             _ = refresh.tick() => {
-                let fresh = intercept::resolve_hosts(&cfg, &resolved).await;
+                let fresh = crate::dns::client::resolve_hosts(&cfg, &resolved).await;
                 if fresh != resolved {
                     resolved = fresh;
                     retarget(&node, &cfg, &resolved);
+                    guarded = sorted_pairs(&node.intercept);
                 }
             }
+            _ = learned_tick.tick() => follow_learned(&node, &cfg, &mut guarded),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -191,10 +220,45 @@ async fn bind(cfg: &mut Config) -> Result<Vec<TcpListener>, DaemonError> {
     Ok(out)
 }
 
+/// Expires learned addresses (keeping those with live sessions) and, when the learned set
+/// changed, writes it to the state directory and brings the guard in line.
+fn follow_learned(node: &Node, cfg: &Config, guarded: &mut Vec<(std::net::IpAddr, u32)>) {
+    let set = node.targets();
+    let live = |ip: std::net::IpAddr| {
+        let ip = intercept::targets::canonical(ip);
+        node.sessions
+            .lock()
+            .unwrap()
+            .values()
+            .any(|s| intercept::targets::canonical(s.orig_dst.ip()) == ip)
+    };
+    if let Err(e) = node.intercept.expire_learned(&set, live, cfg.dns.grace_s) {
+        tracing::error!(error = %e, "expiring learned addresses failed");
+    }
+    let now = sorted_pairs(&node.intercept);
+    if now == *guarded {
+        return;
+    }
+    if let Err(e) = node.intercept.save_learned(&learned_path(cfg)) {
+        tracing::error!(error = %e, "cannot save the learned DNS addresses");
+    }
+    match apply_guard(cfg, node.intercept.scope(), &set, &now) {
+        Ok(()) => *guarded = now,
+        Err(e) => tracing::error!(error = %e, "updating the nftables guard failed; retrying"),
+    }
+}
+
+fn sorted_pairs(i: &Intercept) -> Vec<(std::net::IpAddr, u32)> {
+    let mut v = i.learned_pairs();
+    v.sort();
+    v
+}
+
 fn apply_guard(
     cfg: &Config,
     scope: &intercept::CgroupScope,
     set: &TargetSet,
+    learned: &[(std::net::IpAddr, u32)],
 ) -> Result<(), DaemonError> {
     if !cfg.intercept.guard {
         tracing::warn!("nftables guard disabled by configuration (intercept.guard = false)");
@@ -205,7 +269,7 @@ fn apply_guard(
         mark: cfg.intercept.mark,
         scope,
     };
-    guard::apply(&spec, set).map_err(|e| DaemonError::Intercept(e.into()))
+    guard::apply(&spec, set, learned).map_err(|e| DaemonError::Intercept(e.into()))
 }
 
 /// Loads the configuration again; `None` (old one kept) when it is invalid. Listener and
@@ -224,10 +288,12 @@ fn reload(old: &Config, path: Option<&std::path::Path>) -> Option<Config> {
         || new.state != old.state
         || new.control != old.control
         || new.audit != old.audit
+        || new.dns != old.dns
     {
         tracing::warn!(
-            "listen, intercept, state, control and audit changes take effect at the next restart"
+            "listen, intercept, state, control, audit and dns changes take effect at the next restart"
         );
+        new.dns = old.dns.clone();
         new.listen = old.listen.clone();
         new.intercept = old.intercept.clone();
         new.state = old.state.clone();
@@ -305,7 +371,8 @@ fn retarget(node: &Node, cfg: &Config, resolved: &Resolved) {
             .for_each(|c| tracing::warn!(conflict = %c, "overlapping targets")),
         Err(e) => tracing::error!(error = %e, "updating the target maps failed"),
     }
-    if let Err(e) = apply_guard(cfg, node.intercept.scope(), &set) {
+    let learned = sorted_pairs(&node.intercept);
+    if let Err(e) = apply_guard(cfg, node.intercept.scope(), &set, &learned) {
         tracing::error!(error = %e, "updating the nftables guard failed; the previous guard stays");
     }
     *node.connect_timeout.write().unwrap() = Duration::from_millis(cfg.proxy.connect_timeout_ms);

@@ -68,6 +68,8 @@ const RECENT: usize = 100;
 
 #[derive(Default)]
 pub struct Details {
+    /// The host name the client asked for (learned from its DNS answer or configured), if known.
+    pub host: Option<String>,
     pub database: Option<String>,
     pub user: Option<String>,
     pub recent: std::collections::VecDeque<serde_json::Value>,
@@ -139,6 +141,7 @@ impl Session {
             "process": {"pid": p.pid, "exe": p.exe, "cgroup": p.cgroup, "uid": p.uid},
             "client": self.client.to_string(),
             "orig_dst": self.orig_dst.to_string(),
+            "host": d.host,
             "database": d.database,
             "user": d.user,
             "statements": self.statements.load(Ordering::Relaxed),
@@ -151,7 +154,9 @@ impl Session {
     /// The audit record of the session's start: who and where (identity and process facts).
     pub fn start_record(&self) -> serde_json::Value {
         let p = &self.process;
+        let host = self.details.lock().unwrap().host.clone();
         serde_json::json!({
+            "host": host,
             "session": self.id.to_string(),
             "target": self.target.config.name,
             "protocol": self.target.config.protocol.as_str(),
@@ -183,6 +188,7 @@ impl Session {
     /// out on purpose: it can carry secrets (connection URIs with passwords).
     pub fn emit_end(&self, outcome: &str, error: Option<&str>) {
         let p = &self.process;
+        let host = self.details.lock().unwrap().host.clone();
         tracing::info!(
             event = "session_end",
             session.id = %self.id,
@@ -190,6 +196,7 @@ impl Session {
             proto = self.target.config.protocol.as_str(),
             client.addr = %self.client,
             orig.dst = %self.orig_dst,
+            host = host.as_deref().unwrap_or(""),
             pid = p.pid,
             uid = p.uid,
             gid = p.gid,

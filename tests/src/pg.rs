@@ -55,6 +55,15 @@ impl Postgres {
 
     /// Like `start`, with extra postgresql.conf lines.
     pub fn start_with(name: &str, host: &str, port: u16, extra_conf: &str) -> Self {
+        Self::start_inner(name, host, port, extra_conf, &[])
+    }
+
+    /// Like `start`, with a certificate also valid for the DNS names `names`.
+    pub fn start_named(name: &str, host: &str, port: u16, names: &[&str]) -> Self {
+        Self::start_inner(name, host, port, "", names)
+    }
+
+    fn start_inner(name: &str, host: &str, port: u16, extra_conf: &str, names: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!("hoop-pg-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -75,7 +84,7 @@ impl Postgres {
             ])
             .arg(&pwfile)
             .arg("--no-sync"));
-        make_certs(&dir, &data, host);
+        make_certs_named(&dir, &data, host, names);
         run(Command::new("chown")
             .args(["postgres:postgres"])
             .arg(data.join("server.key"))
@@ -152,6 +161,11 @@ impl Postgres {
 /// A test CA and a server certificate it signs for `host` (CA:FALSE, as verifiers require).
 /// A CA (`dir/ca.crt`) and a server certificate for `host` signed by it (`data/server.{crt,key}`).
 pub fn make_certs(dir: &Path, data: &Path, host: &str) {
+    make_certs_named(dir, data, host, &[])
+}
+
+/// Like `make_certs`, with the certificate also valid for the DNS names `names`.
+pub fn make_certs_named(dir: &Path, data: &Path, host: &str, names: &[&str]) {
     let ca_key = dir.join("ca.key");
     run(Command::new("openssl")
         .args([
@@ -187,7 +201,8 @@ pub fn make_certs(dir: &Path, data: &Path, host: &str) {
     std::fs::write(
         &ext,
         format!(
-            "subjectAltName=IP:{host}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+            "subjectAltName=IP:{host}{}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            names.iter().map(|n| format!(",DNS:{n}")).collect::<String>()
         ),
     )
     .unwrap();

@@ -59,6 +59,8 @@ pub struct Config {
     pub approval: Approval,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub dns: Dns,
     /// `[audit]`: the audit trail (see `audit::AuditConfig` for every key and default).
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
@@ -193,6 +195,43 @@ pub struct Approval {
 impl Default for Approval {
     fn default() -> Self {
         Self { timeout_s: 300 }
+    }
+}
+
+/// `[dns]`: DNS capture, which learns the addresses of protected names (see `crate::dns`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dns {
+    /// Steer DNS queries from the attached subtree through hoopd's forwarder; default `true`.
+    /// Without it wildcard hosts protect nothing (they are reported as pending).
+    pub capture: bool,
+    /// Port of the forwarder (UDP and TCP) on the slot addresses 127.16.0.0/16; default 978.
+    pub port: u16,
+    /// Seconds a learned address outlives its record's TTL at least; default 10 (so even a TTL
+    /// of 0 covers the connect that follows the lookup).
+    pub min_ttl_s: u64,
+    /// Longest time a learned address is kept without a new answer; default 86400.
+    pub max_ttl_s: u64,
+    /// Seconds an expired address is kept again while sessions to it are live; default 60.
+    pub grace_s: u64,
+    /// Time allowed to a resolver to answer a forwarded query, in ms; default 5000.
+    pub upstream_timeout_ms: u64,
+    /// Resolvers hoopd itself uses for exact target names (`"ip:port"`); default: the
+    /// `nameserver` lines of /etc/resolv.conf.
+    pub resolvers: Vec<SocketAddr>,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Self {
+            capture: true,
+            port: 978,
+            min_ttl_s: 10,
+            max_ttl_s: 86_400,
+            grace_s: 60,
+            upstream_timeout_ms: 5000,
+            resolvers: Vec::new(),
+        }
     }
 }
 
@@ -374,6 +413,19 @@ impl Config {
         }
         if self.proxy.resolve_interval_s == 0 {
             return Err(("proxy.resolve_interval_s".into(), "must be > 0".into()));
+        }
+        let d = &self.dns;
+        if d.port == 0 {
+            return Err(("dns.port".into(), "must not be 0".into()));
+        }
+        if d.upstream_timeout_ms == 0 {
+            return Err(("dns.upstream_timeout_ms".into(), "must be > 0".into()));
+        }
+        if d.max_ttl_s == 0 || d.max_ttl_s < d.min_ttl_s {
+            return Err((
+                "dns.max_ttl_s".into(),
+                "must be > 0 and at least dns.min_ttl_s".into(),
+            ));
         }
         if let Err(crate::audit::AuditError::Config { field, reason }) = self.audit.validate() {
             return Err((format!("audit.{field}"), reason.to_string()));

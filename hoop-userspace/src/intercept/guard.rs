@@ -14,6 +14,7 @@ use std::{
     collections::BTreeMap,
     fmt::Write as _,
     io::Write as _,
+    net::IpAddr,
     path::Path,
     process::{Command, Stdio},
 };
@@ -44,16 +45,32 @@ pub struct GuardSpec<'a> {
 }
 
 /// Renders the complete table: a pair of address sets per distinct port list, one drop rule each.
-pub fn render(spec: &GuardSpec<'_>, targets: &TargetSet) -> Result<String, GuardError> {
+/// `learned` are the (address, target id) pairs learned from DNS answers.
+pub fn render(
+    spec: &GuardSpec<'_>,
+    targets: &TargetSet,
+    learned: &[(IpAddr, u32)],
+) -> Result<String, GuardError> {
     let scope = scope_match(spec.scope)?;
     let mut groups: BTreeMap<Vec<PortSpec>, (Vec<IpNet>, Vec<IpNet>)> = BTreeMap::new();
     for t in targets.targets() {
         let ports = merged(&t.config.ports);
         let g = groups.entry(ports).or_default();
-        for e in targets.entries().iter().filter(|e| e.target_id == t.id) {
-            match e.net {
-                IpNet::V4(_) => g.0.push(e.net),
-                IpNet::V6(_) => g.1.push(e.net),
+        let nets = targets
+            .entries()
+            .iter()
+            .filter(|e| e.target_id == t.id)
+            .map(|e| e.net)
+            .chain(
+                learned
+                    .iter()
+                    .filter(|(_, id)| *id == t.id)
+                    .map(|(ip, _)| IpNet::from(super::targets::canonical(*ip))),
+            );
+        for net in nets {
+            match net {
+                IpNet::V4(_) => g.0.push(net),
+                IpNet::V6(_) => g.1.push(net),
             }
         }
     }
@@ -95,8 +112,12 @@ pub fn render(spec: &GuardSpec<'_>, targets: &TargetSet) -> Result<String, Guard
 }
 
 /// Installs (or atomically replaces) the guard table.
-pub fn apply(spec: &GuardSpec<'_>, targets: &TargetSet) -> Result<(), GuardError> {
-    let table = render(spec, targets)?;
+pub fn apply(
+    spec: &GuardSpec<'_>,
+    targets: &TargetSet,
+    learned: &[(IpAddr, u32)],
+) -> Result<(), GuardError> {
+    let table = render(spec, targets, learned)?;
     // declaring the table first makes the delete valid when it does not exist yet
     let script = format!(
         "table inet {t} {{}}\ndelete table inet {t}\n{table}",
@@ -220,10 +241,11 @@ mod tests {
                 scope: &scope,
             },
             &set,
+            &[("10.1.2.3".parse().unwrap(), set.targets().next().unwrap().id), ("192.0.2.9".parse().unwrap(), set.targets().next().unwrap().id)],
         )
         .unwrap();
         assert!(
-            text.contains("elements = { 10.0.0.0/8, 10.1.2.3/32 }"),
+            text.contains("elements = { 10.0.0.0/8, 10.1.2.3/32, 192.0.2.9/32 }"),
             "{text}"
         );
         assert!(text.contains(

@@ -7,15 +7,21 @@
 //! refused, never sent direct. On start hoopd re-adopts the pinned maps and replaces each pinned
 //! link by attaching the new program first (multi-attach) and only then releasing the old link,
 //! so there is no moment without a redirect.
+//!
+//! Besides the configured CIDRs and the resolved exact names, the target tries hold addresses
+//! learned from DNS answers for protected names (`learned`, written by `crate::dns` before the
+//! answer reaches the client, removed after its TTL). The DNS name tries tell the kernel's DNS
+//! guard which query names are protected (see `hoop_common::dns`).
 
 pub mod btf;
 pub mod guard;
+pub mod learned;
 mod pins;
-mod resolve;
 pub mod sys;
 pub mod targets;
 
 use std::{
+    collections::{HashMap, HashSet},
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     sync::Mutex,
@@ -26,13 +32,14 @@ use aya::{
     maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, MapError, PerCpuArray, lpm_trie::Key},
 };
 use hoop_common::{
-    ClientKey, NodeConfig, OrigDst, TargetRef, TargetV4, TargetV6, maps, stats, v4_mapped,
+    ClientKey, DnsName, DnsPattern, DnsResolver, NodeConfig, OrigDst, TargetRef, TargetV4,
+    TargetV6, lpm_prefix_len, maps, stats, v4_mapped,
 };
 
 use crate::config::Config;
-pub use resolve::{report_pending_wildcards, resolve_hosts};
 pub use sys::CgroupScope;
-use targets::TargetSet;
+use learned::Learned;
+use targets::{KeyV4, KeyV6, TargetSet};
 
 /// The eBPF object built by `cargo xtask build-ebpf`, embedded at compile time.
 #[cfg(hoop_ebpf_embedded)]
@@ -87,6 +94,10 @@ pub struct Stats {
     pub redirected: u64,
     pub bypass_mark: u64,
     pub record_failed: u64,
+    pub dns_redirected: u64,
+    pub dns_direct: u64,
+    pub dns_dropped: u64,
+    pub dns_no_slot: u64,
 }
 
 pub struct Intercept {
@@ -96,6 +107,13 @@ pub struct Intercept {
     targets_v6: Mutex<LpmTrie<MapData, TargetV6, TargetRef>>,
     by_client: Mutex<BpfHashMap<MapData, ClientKey, OrigDst>>,
     stats: PerCpuArray<MapData, u64>,
+    dns_slots: BpfHashMap<MapData, u32, DnsResolver>,
+    dns_wildcards: Mutex<LpmTrie<MapData, DnsName, DnsPattern>>,
+    dns_exact: Mutex<LpmTrie<MapData, DnsName, DnsPattern>>,
+    /// Addresses learned from DNS answers, and the kernel keys of the configured set (which a
+    /// learned address expiring must not remove).
+    learned: Mutex<Learned>,
+    static_keys: Mutex<(HashSet<KeyV4>, HashSet<KeyV6>)>,
     /// Keeps the programs' file descriptors (and the aya-log buffer) alive.
     ebpf: Ebpf,
 }
@@ -103,7 +121,7 @@ pub struct Intercept {
 impl Intercept {
     /// Loads and attaches the programs to the configured cgroup, configures the redirect to the
     /// listener and fills the target maps. Call after the listener is bound.
-    pub fn start(cfg: &Config, set: &TargetSet) -> Result<Self, InterceptError> {
+    pub fn start(cfg: &Config, set: &TargetSet, learned: Learned) -> Result<Self, InterceptError> {
         if EBPF_OBJECT.is_empty() {
             return Err(InterceptError::NoObject);
         }
@@ -137,6 +155,11 @@ impl Intercept {
             targets_v6: Mutex::new(take(&mut ebpf, maps::TARGETS_V6)?),
             by_client: Mutex::new(take(&mut ebpf, maps::BY_CLIENT)?),
             stats: take(&mut ebpf, maps::STATS)?,
+            dns_slots: take(&mut ebpf, maps::DNS_SLOTS)?,
+            dns_wildcards: Mutex::new(take(&mut ebpf, maps::DNS_WILDCARDS)?),
+            dns_exact: Mutex::new(take(&mut ebpf, maps::DNS_EXACT)?),
+            learned: Mutex::new(learned),
+            static_keys: Default::default(),
             scope,
             pin_dir,
             ebpf,
@@ -163,10 +186,133 @@ impl Intercept {
     /// removed after, so an entry present before and after is never absent in between.
     /// Returns the overlapping claims found (first target in configuration order wins).
     pub fn sync_targets(&self, set: &TargetSet) -> Result<Vec<String>, InterceptError> {
-        let (v4, v6, conflicts) = set.lpm_entries();
+        let (mut v4, mut v6, conflicts) = set.lpm_entries();
+        *self.static_keys.lock().unwrap() = (v4.keys().copied().collect(), v6.keys().copied().collect());
+        {
+            // learned addresses of targets that are gone are forgotten; the rest stay protected
+            let mut learned = self.learned.lock().unwrap();
+            learned.retain_targets(|id| set.targets().any(|t| t.id == id));
+            for (ip, id) in learned.pairs() {
+                for (k, v) in learned_keys(set, ip, id) {
+                    match k {
+                        LearnedKey::V4(k) => v4.entry(k).or_insert(v),
+                        LearnedKey::V6(k) => v6.entry(k).or_insert(v),
+                    };
+                }
+            }
+        }
         sync_trie(&mut self.targets_v4.lock().unwrap(), &v4).map_err(map_err(maps::TARGETS_V4))?;
         sync_trie(&mut self.targets_v6.lock().unwrap(), &v6).map_err(map_err(maps::TARGETS_V6))?;
+        self.sync_dns_names(set)?;
         Ok(conflicts)
+    }
+
+    /// Makes the kernel's protected-name tries (read by the DNS guard) equal the hosts of `set`.
+    fn sync_dns_names(&self, set: &TargetSet) -> Result<(), InterceptError> {
+        let (mut wild, mut exact) = (HashMap::new(), HashMap::new());
+        for t in set.targets() {
+            for h in &t.config.hosts {
+                let (m, key) = match h.strip_prefix("*.") {
+                    Some(suffix) => (&mut wild, hoop_common::dns::wildcard_key(suffix)),
+                    None => (&mut exact, hoop_common::dns::exact_key(h)),
+                };
+                if let Some((name, len)) = key {
+                    m.insert((len * 8, name), DnsPattern { len });
+                }
+            }
+        }
+        sync_trie(&mut self.dns_wildcards.lock().unwrap(), &wild)
+            .map_err(map_err(maps::DNS_WILDCARDS))?;
+        sync_trie(&mut self.dns_exact.lock().unwrap(), &exact).map_err(map_err(maps::DNS_EXACT))
+    }
+
+    /// Protects `ip` (an answer for `name`) for the targets `ids` for `lifetime` seconds: the
+    /// kernel keys are written before this returns, so the connect that follows the answer is
+    /// captured. Returns whether the set of protected addresses grew.
+    pub fn learn(
+        &self,
+        set: &TargetSet,
+        ip: IpAddr,
+        name: &str,
+        ids: &[u32],
+        lifetime: u64,
+    ) -> Result<bool, InterceptError> {
+        let ip = targets::canonical(ip);
+        let mut learned = self.learned.lock().unwrap();
+        let change = learned.learn(ip, name, ids, lifetime);
+        for (ip, id) in &change.added {
+            for (k, v) in learned_keys(set, *ip, *id) {
+                // BPF_NOEXIST: an address already protected (a CIDR, another target) keeps its owner
+                let r = match k {
+                    LearnedKey::V4((p, d)) => self.targets_v4.lock().unwrap().insert(&Key::new(p, d), v, 1),
+                    LearnedKey::V6((p, d)) => self.targets_v6.lock().unwrap().insert(&Key::new(p, d), v, 1),
+                };
+                match r {
+                    Ok(()) => {}
+                    Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
+                    Err(e) => return Err(map_err(maps::TARGETS_V4)(e)),
+                }
+            }
+        }
+        Ok(!change.added.is_empty())
+    }
+
+    /// Forgets learned addresses past their lifetime (those with live sessions get `grace`
+    /// seconds more) and removes their kernel keys. Returns whether anything was removed.
+    pub fn expire_learned(
+        &self,
+        set: &TargetSet,
+        live: impl Fn(IpAddr) -> bool,
+        grace: u64,
+    ) -> Result<bool, InterceptError> {
+        let removed = self.learned.lock().unwrap().expire(live, grace);
+        let statics = self.static_keys.lock().unwrap();
+        for (ip, e) in &removed {
+            tracing::info!(addr = %ip, names = ?e.names, "learned address expired");
+            for id in &e.targets {
+                for (k, _) in learned_keys(set, *ip, *id) {
+                    let r = match k {
+                        LearnedKey::V4(k) if !statics.0.contains(&k) => {
+                            self.targets_v4.lock().unwrap().remove(&Key::new(k.0, k.1))
+                        }
+                        LearnedKey::V6(k) if !statics.1.contains(&k) => {
+                            self.targets_v6.lock().unwrap().remove(&Key::new(k.0, k.1))
+                        }
+                        _ => Ok(()),
+                    };
+                    if let Err(e) = r {
+                        tracing::warn!(addr = %ip, error = %e, "removing an expired address");
+                    }
+                }
+            }
+        }
+        Ok(!removed.is_empty())
+    }
+
+    /// The name an agent most recently resolved to `ip`, if it was learned from DNS.
+    pub fn learned_host(&self, ip: IpAddr) -> Option<String> {
+        self.learned
+            .lock()
+            .unwrap()
+            .name_for(targets::canonical(ip))
+            .map(str::to_string)
+    }
+
+    /// Every learned (address, target id) pair (for the nftables guard).
+    pub fn learned_pairs(&self) -> Vec<(IpAddr, u32)> {
+        self.learned.lock().unwrap().pairs()
+    }
+
+    /// Writes the learned table to `path`.
+    pub fn save_learned(&self, path: &Path) -> std::io::Result<()> {
+        self.learned.lock().unwrap().save(path)
+    }
+
+    /// The resolver a process addressed, behind a DNS slot.
+    pub fn dns_resolver(&self, slot: u32) -> Option<SocketAddr> {
+        let r = self.dns_slots.get(&slot, 0).ok()?;
+        let ip = targets::canonical(IpAddr::from(r.addr));
+        Some(SocketAddr::new(ip, u16::from_be(r.port_be)))
     }
 
     /// Takes (looks up and deletes) the record of the redirected connection whose client side
@@ -193,6 +339,28 @@ impl Intercept {
             redirected: sum(stats::REDIRECTED),
             bypass_mark: sum(stats::BYPASS_MARK),
             record_failed: sum(stats::RECORD_FAILED),
+            dns_redirected: sum(stats::DNS_REDIRECTED),
+            dns_direct: sum(stats::DNS_DIRECT),
+            dns_dropped: sum(stats::DNS_DROPPED),
+            dns_no_slot: sum(stats::DNS_NO_SLOT),
+        }
+    }
+}
+
+/// Logs the wildcard names that protect nothing because DNS capture is off.
+pub fn report_pending_wildcards(cfg: &Config) {
+    if cfg.dns.capture {
+        return;
+    }
+    for t in &cfg.targets {
+        let pending: Vec<&str> = t.wildcard_hosts().collect();
+        if !pending.is_empty() {
+            tracing::warn!(
+                target_name = %t.name,
+                hosts = ?pending,
+                "wildcard hosts protect nothing while dns.capture = false; \
+                 only the target's cidrs and exact hosts are protected"
+            );
         }
     }
 }
@@ -231,7 +399,33 @@ fn node_config(cfg: &Config) -> NodeConfig {
         enabled: 1,
         off_task_group_leader: offsets.map_or(0, |o| o.group_leader),
         off_task_start_boottime: offsets.map_or(0, |o| o.start_boottime),
+        dns_port_be: if cfg.dns.capture { cfg.dns.port.to_be() } else { 0 },
+        _pad: 0,
     }
+}
+
+enum LearnedKey {
+    V4(KeyV4),
+    V6(KeyV6),
+}
+
+/// The kernel keys protecting `ip` on the ports of target `id`.
+fn learned_keys(set: &TargetSet, ip: IpAddr, id: u32) -> Vec<(LearnedKey, TargetRef)> {
+    let Some(t) = set.by_id(id) else {
+        return Vec::new();
+    };
+    let v = TargetRef { target_id: id };
+    t.config
+        .port_list()
+        .map(|port| {
+            let port_be = port.to_be_bytes();
+            let k = match targets::canonical(ip) {
+                IpAddr::V4(a) => LearnedKey::V4((lpm_prefix_len(32), TargetV4 { port_be, addr: a.octets() })),
+                IpAddr::V6(a) => LearnedKey::V6((lpm_prefix_len(128), TargetV6 { port_be, addr: a.octets() })),
+            };
+            (k, v)
+        })
+        .collect()
 }
 
 fn take<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, InterceptError>
@@ -247,7 +441,7 @@ where
 
 fn sync_trie<K, V>(
     trie: &mut LpmTrie<MapData, K, V>,
-    want: &std::collections::HashMap<(u32, K), V>,
+    want: &HashMap<(u32, K), V>,
 ) -> Result<(), MapError>
 where
     K: aya::Pod + std::hash::Hash + Eq,

@@ -10,7 +10,7 @@ use std::{
 use aya::{
     Ebpf,
     programs::{
-        CgroupAttachMode, CgroupSockAddr, SockOps,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, SockOps,
         links::{FdLink, PinnedLink},
     },
 };
@@ -67,6 +67,16 @@ impl Pins {
                 let p: &mut SockOps = prog.try_into().map_err(perr)?;
                 p.load().map_err(perr)?;
                 let id = p.attach(cgroup, CgroupAttachMode::Single).map_err(perr)?;
+                p.take_link(id)
+                    .map_err(perr)?
+                    .try_into()
+                    .map_err(|source| InterceptError::Link { name, source })?
+            } else if name == progs::DNS_GUARD {
+                let p: &mut CgroupSkb = prog.try_into().map_err(perr)?;
+                p.load().map_err(perr)?;
+                let id = p
+                    .attach(cgroup, CgroupSkbAttachType::Egress, CgroupAttachMode::Single)
+                    .map_err(perr)?;
                 p.take_link(id)
                     .map_err(perr)?
                     .try_into()

@@ -116,6 +116,29 @@ impl TargetSet {
             .filter(|t| self.configured.contains(&t.id))
     }
 
+    /// Ids of the targets (in configuration order) whose `hosts` cover `name`: an exact name
+    /// equal to it, or a `*.suffix` it is a strict subdomain of. Case-insensitive; a trailing
+    /// dot is ignored.
+    pub fn targets_for_name(&self, name: &str) -> Vec<u32> {
+        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        self.configured
+            .iter()
+            .filter(|id| {
+                self.by_id[*id]
+                    .config
+                    .hosts
+                    .iter()
+                    .any(|h| host_covers(h, &name))
+            })
+            .copied()
+            .collect()
+    }
+
+    /// Whether any configured target names hosts (so DNS answers may matter).
+    pub fn has_hosts(&self) -> bool {
+        self.targets().any(|t| !t.config.hosts.is_empty())
+    }
+
     /// The target protecting `ip:port` (longest prefix wins, as in the kernel).
     pub fn lookup(&self, ip: IpAddr, port: u16) -> Option<&Arc<TargetInfo>> {
         let ip = canonical(ip);
@@ -194,6 +217,17 @@ fn keep_first<K: std::hash::Hash + Eq>(
             slot.insert(v);
             None
         }
+    }
+}
+
+/// Whether the configured host pattern `pattern` covers `name` (lower-case, no trailing dot).
+pub fn host_covers(pattern: &str, name: &str) -> bool {
+    let pattern = pattern.strip_suffix('.').unwrap_or(pattern);
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => name.len() > suffix.len() + 1
+            && name.as_bytes()[name.len() - suffix.len() - 1] == b'.'
+            && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix),
+        None => name.eq_ignore_ascii_case(pattern),
     }
 }
 
@@ -285,6 +319,33 @@ mod tests {
         };
         assert_eq!(ids(&a), ids(&b));
         assert_ne!(ids(&a)[0].1, ids(&a)[1].1);
+    }
+
+    #[test]
+    fn names_match_exact_and_strict_wildcards() {
+        assert!(host_covers("*.postgres.database.azure.com", "db1.postgres.database.azure.com"));
+        assert!(host_covers("*.Postgres.database.azure.com", "a.b.postgres.database.azure.com"));
+        assert!(!host_covers("*.postgres.database.azure.com", "postgres.database.azure.com"));
+        assert!(!host_covers("*.postgres.database.azure.com", "xpostgres.database.azure.com"));
+        assert!(host_covers("management.azure.com", "management.azure.com"));
+        assert!(!host_covers("management.azure.com", "x.management.azure.com"));
+        let text = r#"
+            [[target]]
+            name = "pg"
+            protocol = "postgres"
+            hosts = ["*.postgres.database.azure.com"]
+            ports = [5432]
+            [[target]]
+            name = "all"
+            protocol = "tcp"
+            hosts = ["*.azure.com"]
+            ports = [443]
+        "#;
+        let set = TargetSet::build(&cfg(text), &Resolved::new());
+        let ids = set.targets_for_name("DB1.postgres.database.azure.com.");
+        let names: Vec<_> = ids.iter().map(|i| set.by_id(*i).unwrap().config.name.clone()).collect();
+        assert_eq!(names, vec!["pg", "all"]);
+        assert!(set.targets_for_name("example.com").is_empty());
     }
 
     #[test]

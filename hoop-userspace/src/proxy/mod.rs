@@ -47,7 +47,7 @@ pub struct Node {
 }
 
 impl Node {
-    fn targets(&self) -> Arc<TargetSet> {
+    pub fn targets(&self) -> Arc<TargetSet> {
         self.targets.read().unwrap().clone()
     }
 }
@@ -91,6 +91,12 @@ async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
         tracing::warn!(client.addr = %peer, orig.dst = %dst, "redirected connection matches no target; refused");
         return;
     };
+    // the name the agent asked for: learned from its DNS answer, else the configured name the
+    // address was resolved from
+    let host = node
+        .intercept
+        .learned_host(dst.ip())
+        .or_else(|| targets.host_for(dst.ip()).map(str::to_string));
     let process = ProcessFacts::read(&orig);
     if let Some(cg) = &process.cgroup {
         node.agent_cgroups.lock().unwrap().insert(cg.clone());
@@ -105,6 +111,7 @@ async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
         identity,
         node.bus.clone(),
     ));
+    session.details.lock().unwrap().host = host;
     let span = tracing::info_span!(
         "session",
         session.id = %session.id,
@@ -167,10 +174,7 @@ async fn dispatch(
     match session.target.config.protocol {
         Protocol::Tcp => {}
         Protocol::Postgres => {
-            let host = node
-                .targets()
-                .host_for(session.orig_dst.ip())
-                .map(str::to_string);
+            let host = session.details.lock().unwrap().host.clone();
             let services = postgres::Services {
                 audit: &node.audit,
                 approvals: &node.approvals,

@@ -7,14 +7,23 @@
 
 use std::{
     io::{BufRead, Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::{SocketAddr, TcpStream, ToSocketAddrs},
     time::Duration,
 };
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let usage = "usage: hoop-test-client ADDR MSG [--count N] [--timeout-ms MS] [--wait-stdin]";
-    let addr: SocketAddr = args.get(1).and_then(|a| a.parse().ok()).expect(usage);
+    // ADDR is ip:port or host:port (resolved with the system resolver, as any client would)
+    let target = args.get(1).expect(usage);
+    let addr: SocketAddr = match target.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(a)) => a,
+        other => {
+            let e = other.err().map(|e| e.to_string()).unwrap_or_default();
+            println!("{{\"ok\":false,\"kind\":\"Resolve\",\"error\":{e:?}}}");
+            std::process::exit(2);
+        }
+    };
     let msg = args.get(2).expect(usage).clone();
     let flag = |name: &str| {
         args.iter()
