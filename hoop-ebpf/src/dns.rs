@@ -18,7 +18,7 @@ use aya_ebpf::{
         BPF_F_CURRENT_NETNS, BPF_NOEXIST, bpf_sock, bpf_sock_addr, bpf_sock_tuple,
         bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1,
     },
-    helpers::generated::{bpf_sk_lookup_tcp, bpf_sk_lookup_udp, bpf_sk_release},
+    helpers::generated::{bpf_sk_lookup_tcp, bpf_sk_lookup_udp, bpf_sk_release, bpf_skb_load_bytes},
     macros::{cgroup_skb, cgroup_sock_addr, map},
     maps::{HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::{SkBuffContext, SockAddrContext},
@@ -281,7 +281,26 @@ fn protected(ctx: &SkBuffContext, off: usize) -> Result<bool, i32> {
     let s = DNS_SCRATCH.get_ptr_mut(0).ok_or(SKB_DROP)?;
     // SAFETY: per-CPU scratch, no other user on this CPU while the program runs.
     let s = unsafe { &mut *s };
-    let n = ctx.load_bytes(off, &mut s.raw).map_err(|_| SKB_DROP)?;
+    let avail = (ctx.len() as usize).checked_sub(off).ok_or(SKB_DROP)?;
+    let n = avail.min(MAX_NAME);
+    // SAFETY: reading a local; the fresh value keeps the bounds checks below in the program,
+    // so the verifier knows the length is in [1, 256].
+    let n = unsafe { core::ptr::read_volatile(&n) };
+    if n == 0 || n > MAX_NAME {
+        return Err(SKB_DROP);
+    }
+    // SAFETY: `raw` has MAX_NAME bytes and n <= MAX_NAME.
+    let rc = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const _,
+            off as u32,
+            s.raw.as_mut_ptr() as *mut _,
+            n as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(SKB_DROP);
+    }
     // walk the labels to the root byte: `len` is the wire length without it
     let mut len: usize = 0;
     let mut ended = false;
@@ -311,6 +330,10 @@ fn protected(ctx: &SkBuffContext, off: usize) -> Result<bool, i32> {
         if j >= klen {
             break;
         }
+        // a fresh value LLVM cannot reason about, so the masks stay and the verifier sees
+        // indexes in [0, 255] (otherwise it strength-reduces to a pointer it cannot bound)
+        // SAFETY: reading a local.
+        let j = unsafe { core::ptr::read_volatile(&j) };
         let c = s.raw[(len - 1 - j) & (MAX_NAME - 1)] as u32;
         let upper = ((c + 191) >> 8) ^ ((c + 165) >> 8);
         s.key.bytes[j & (MAX_NAME - 1)] = (c | (upper << 5)) as u8;
