@@ -203,11 +203,22 @@ impl Env {
 
     /// A config attaching to this env's cgroup with the given `[[target]]` tables appended.
     pub fn config(&self, targets: &str) -> String {
+        self.config_dns(targets, "")
+    }
+
+    /// This env's DNS forwarder port (listen port + 2000: tests run side by side).
+    pub fn dns_port(&self) -> u16 {
+        self.listen_port + 2000
+    }
+
+    /// Like `config`, with extra `[dns]` keys (`dns_keys`, one per line).
+    pub fn config_dns(&self, targets: &str, dns_keys: &str) -> String {
         format!(
             "[listen]\naddress = \"127.0.0.1:{p}\"\naddress6 = \"[::1]:{p}\"\n\
              [intercept]\ncgroup = \"{cg}\"\npin_dir = \"{pins}\"\nnft_table = \"{t}\"\n\
              [state]\ndir = \"{state}\"\n[control]\nsocket = \"{sock}\"\n\
-             [policy]\nfile = \"{policy}\"\n{targets}",
+             [policy]\nfile = \"{policy}\"\n[dns]\nport = {dp}\n{dns_keys}\n{targets}",
+            dp = self.dns_port(),
             p = self.listen_port,
             cg = self.cgroup.path.display(),
             pins = self.pin_dir(),

@@ -133,9 +133,9 @@ fn target(name: &str, protocol: &str, hosts: &[&str], port: u16, extra: &str) ->
     )
 }
 
-/// `[dns]` for a test: its own forwarder port, and hoopd's own resolver is the test server.
-fn dns_section(port: u16, server: &str, extra: &str) -> String {
-    format!("[dns]\nport = {port}\nresolvers = [\"{server}:53\"]\n{extra}\n")
+/// A config whose hoopd uses the test server for its own lookups, with extra `[dns]` keys.
+fn config(env: &Env, targets: &str, server: &str, extra: &str) -> String {
+    env.config_dns(targets, &format!("resolvers = [\"{server}:53\"]\n{extra}"))
 }
 
 fn wait_session_end(h: &mut Hoopd, n: usize) -> Result<Vec<Value>, Failed> {
@@ -165,7 +165,7 @@ fn psql_resolves_and_is_redirected(_: &()) -> Result<(), Failed> {
         17101,
         &format!("upstream_ca = \"{}\"\n", ca.display()),
     );
-    let cfg = env.write_config(&format!("{}{}", env.config(&t), dns_section(19201, &dns.addr, "")));
+    let cfg = env.write_config(&config(&env, &t, &dns.addr, ""));
     let mut h = Hoopd::start(&cfg, None);
     let resolv = resolv_conf(&env, &dns.addr);
     let node_ca = env.dir.join("state/ca/ca.crt");
@@ -178,7 +178,7 @@ fn psql_resolves_and_is_redirected(_: &()) -> Result<(), Failed> {
         .command("unshare")
         .args(["-m", "sh", "-c", "mount --bind \"$0\" /etc/resolv.conf && exec \"$@\""])
         .arg(&resolv)
-        .args(["psql", &conninfo, "-XAtc", "select 'via-' || inet_server_addr()"])
+        .args(["psql", &conninfo, "-XAtc", "select 'via-' || host(inet_server_addr())"])
         .env("PGPASSWORD", hoop_tests::pg::PASSWORD)
         .output()?;
     check(
@@ -205,7 +205,7 @@ fn unprotected_name_goes_direct(_: &()) -> Result<(), Failed> {
     let prot = Echo::start("127.0.0.24:17102");
     let env = Env::new("dnsplain", 19102);
     let t = target("pg", "tcp", &[PG], 17102, "");
-    let cfg = env.write_config(&format!("{}{}", env.config(&t), dns_section(19202, &dns.addr, "")));
+    let cfg = env.write_config(&config(&env, &t, &dns.addr, ""));
     let mut h = Hoopd::start(&cfg, None);
     let resolv = resolv_conf(&env, &dns.addr);
     let (ok, lines) = client(&env, &resolv, "plain.example.com:17102", "p");
@@ -239,7 +239,7 @@ fn cname_chain_into_privatelink(_: &()) -> Result<(), Failed> {
     let env = Env::new("dnscname", 19103);
     // only the privatelink suffix is protected: the chain must be followed to see it
     let t = target("pl", "tcp", &[PRIVATELINK], 17103, "");
-    let cfg = env.write_config(&format!("{}{}", env.config(&t), dns_section(19203, &dns.addr, "")));
+    let cfg = env.write_config(&config(&env, &t, &dns.addr, ""));
     let mut h = Hoopd::start(&cfg, None);
     let resolv = resolv_conf(&env, &dns.addr);
     let (ok, lines) = client(&env, &resolv, &format!("{asked}:17103"), "c");
@@ -256,11 +256,7 @@ fn ttl_expiry_removes_the_entry(_: &()) -> Result<(), Failed> {
     let echo = Echo::start("127.0.0.26:17104");
     let env = Env::new("dnsttl", 19104);
     let t = target("pg", "tcp", &[PG], 17104, "");
-    let cfg = env.write_config(&format!(
-        "{}{}",
-        env.config(&t),
-        dns_section(19204, &dns.addr, "min_ttl_s = 0\ngrace_s = 0")
-    ));
+    let cfg = env.write_config(&config(&env, &t, &dns.addr, "min_ttl_s = 0\ngrace_s = 0"));
     let mut h = Hoopd::start(&cfg, None);
     let resolv = resolv_conf(&env, &dns.addr);
     let (ok, lines) = client(&env, &resolv, "db5.postgres.database.azure.com:17104", "t");
@@ -304,7 +300,7 @@ fn tcp_dns_is_learned(_: &()) -> Result<(), Failed> {
     let _f = Echo::start("127.0.0.28:17105");
     let env = Env::new("dnstcp", 19105);
     let t = target("pg", "tcp", &[PG], 17105, "");
-    let cfg = env.write_config(&format!("{}{}", env.config(&t), dns_section(19205, &dns.addr, "")));
+    let cfg = env.write_config(&config(&env, &t, &dns.addr, ""));
     let mut h = Hoopd::start(&cfg, None);
     let dig = |name: &str, tcp: bool| {
         let mut c = env.cgroup.command("dig");
@@ -345,7 +341,7 @@ fn forwarder_killed_fails_closed(_: &()) -> Result<(), Failed> {
     let echo = Echo::start("127.0.0.29:17106");
     let env = Env::new("dnskill", 19106);
     let t = target("pg", "tcp", &[PG], 17106, "");
-    let cfg = env.write_config(&format!("{}{}", env.config(&t), dns_section(19206, &dns.addr, "")));
+    let cfg = env.write_config(&config(&env, &t, &dns.addr, ""));
     let mut h = Hoopd::start(&cfg, None);
     let resolv = resolv_conf(&env, &dns.addr);
     let (ok, _) = client(&env, &resolv, "db8.postgres.database.azure.com:17106", "a");
@@ -390,7 +386,7 @@ fn exact_name_resolved_at_start(_: &()) -> Result<(), Failed> {
     let _echo = Echo::start("127.0.0.31:17107");
     let env = Env::new("dnsexact", 19107);
     let t = target("arm", "tcp", &["management.azure.com"], 17107, "");
-    let cfg = env.write_config(&format!("{}{}", env.config(&t), dns_section(19207, &dns.addr, "")));
+    let cfg = env.write_config(&config(&env, &t, &dns.addr, ""));
     let mut h = Hoopd::start(&cfg, Some(&env.cgroup));
     let (ok, lines) = env.client(CLIENT, "127.0.0.31:17107", "e", &[]);
     check(ok && lines[0]["reply"] == "e-0", || format!("{lines:?}\n{}", h.log_text()))?;

@@ -7,7 +7,8 @@ use anyhow::Result;
 use crate::status;
 
 /// Real servers and clients of the tests: PostgreSQL 15 (server + psql + pgbench), nftables for
-/// the guard, openssl for test certificates, util-linux for runuser, pgbouncer for benchmarks.
+/// the guard, openssl for test certificates, util-linux for runuser (and unshare), pgbouncer for
+/// benchmarks, dnsmasq (the DNS server) and dig for the DNS-learning tests.
 const TEST_PACKAGES: &[&str] = &[
     "postgresql-15",
     "postgresql-client-15",
@@ -17,6 +18,8 @@ const TEST_PACKAGES: &[&str] = &[
     "util-linux",
     "iproute2",
     "pgbouncer",
+    "dnsmasq-base",
+    "bind9-dnsutils",
 ];
 
 pub fn install_test_deps() -> Result<()> {

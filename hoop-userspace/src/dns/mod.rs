@@ -50,7 +50,6 @@ pub fn bind(cfg: &Config) -> std::io::Result<Sockets> {
     let mark = cfg.intercept.mark;
     let udp = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
     udp.set_mark(mark)?;
-    udp.set_reuse_address(true)?;
     pktinfo::enable(&udp)?;
     udp.bind(&addr.into())?;
     udp.set_nonblocking(true)?;
