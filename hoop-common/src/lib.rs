@@ -286,7 +286,8 @@ pub mod dns {
 
         /// Longest-prefix semantics: `pattern` matches `key` when its bytes start `key`.
         fn prefix_match(pattern: &(crate::DnsName, u32), key: &(crate::DnsName, u32)) -> bool {
-            pattern.1 <= key.1 && key.0.bytes[..pattern.1 as usize] == pattern.0.bytes[..pattern.1 as usize]
+            pattern.1 <= key.1
+                && key.0.bytes[..pattern.1 as usize] == pattern.0.bytes[..pattern.1 as usize]
         }
 
         #[test]
@@ -298,7 +299,10 @@ pub mod dns {
             assert!(!prefix_match(&w, &q("postgres.database.azure.com")));
             assert!(!prefix_match(&w, &q("xpostgres.database.azure.com")));
             assert!(!prefix_match(&w, &q("db1.postgres.database.azure.co")));
-            assert!(!prefix_match(&w, &q("db1.postgres.database.azure.com.evil")));
+            assert!(!prefix_match(
+                &w,
+                &q("db1.postgres.database.azure.com.evil")
+            ));
         }
 
         #[test]

@@ -18,7 +18,9 @@ use aya_ebpf::{
         BPF_F_CURRENT_NETNS, BPF_NOEXIST, bpf_sock, bpf_sock_addr, bpf_sock_tuple,
         bpf_sock_tuple__bindgen_ty_1__bindgen_ty_1,
     },
-    helpers::generated::{bpf_sk_lookup_tcp, bpf_sk_lookup_udp, bpf_sk_release, bpf_skb_load_bytes},
+    helpers::generated::{
+        bpf_sk_lookup_tcp, bpf_sk_lookup_udp, bpf_sk_release, bpf_skb_load_bytes,
+    },
     macros::{cgroup_skb, cgroup_sock_addr, map},
     maps::{HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::{SkBuffContext, SockAddrContext},

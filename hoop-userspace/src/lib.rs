@@ -1,7 +1,7 @@
 //! hoop node user space: the `hoopd` daemon and the `hoopctl` operator CLI are thin binaries
 //! over these modules. In data-path order: `dns` (the forwarder that learns protected names'
-//! addresses) → `intercept` (eBPF redirect, target maps, nftables guard) → `identity` (who connected) → `tls` (node CA, verified upstreams) → `wire` (sans-IO
-//! codecs) → `proxy` (sessions per protocol) → `classify` and `policy` (the decision point) →
+//! addresses) → `intercept` (eBPF redirect, target maps, nftables guard) → `identity` (who
+//! connected) → `tls` (node CA, verified upstreams) → `wire` (sans-IO codecs) → `proxy` (sessions per protocol) → `classify` and `policy` (the decision point) →
 //! `audit` (tamper-evident trail) → `control` (operator API); plus `session`, `config`, `daemon`,
 //! `telemetry`.
 

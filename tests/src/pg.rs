@@ -202,7 +202,10 @@ pub fn make_certs_named(dir: &Path, data: &Path, host: &str, names: &[&str]) {
         &ext,
         format!(
             "subjectAltName=IP:{host}{}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-            names.iter().map(|n| format!(",DNS:{n}")).collect::<String>()
+            names
+                .iter()
+                .map(|n| format!(",DNS:{n}"))
+                .collect::<String>()
         ),
     )
     .unwrap();

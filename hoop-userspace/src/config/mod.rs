@@ -418,6 +418,12 @@ impl Config {
         if d.port == 0 {
             return Err(("dns.port".into(), "must not be 0".into()));
         }
+        if d.capture && self.listen_addrs().iter().any(|l| l.port() == d.port) {
+            return Err((
+                "dns.port".into(),
+                "must differ from the listener ports".into(),
+            ));
+        }
         if d.upstream_timeout_ms == 0 {
             return Err(("dns.upstream_timeout_ms".into(), "must be > 0".into()));
         }

@@ -72,3 +72,43 @@ fn duplicate_names_rejected() {
     let one = "[[target]]\nname='a'\nprotocol='tcp'\ncidrs=['10.0.0.0/8']\nports=[1]\n";
     assert!(invalid(&format!("{one}{one}")).contains("duplicate target name"));
 }
+
+#[test]
+fn dns_keys_validated() {
+    assert!(invalid("[dns]\nport=0\n").contains("dns.port"));
+    assert!(invalid("[dns]\nport=977\n").contains("must differ from the listener ports"));
+    assert!(invalid("[dns]\nmin_ttl_s=100\nmax_ttl_s=10\n").contains("dns.max_ttl_s"));
+    assert!(invalid("[dns]\nupstream_timeout_ms=0\n").contains("dns.upstream_timeout_ms"));
+    assert!(invalid("[dns]\nresolvers=['not an address']\n").contains("resolvers"));
+    let c = Config::parse(
+        "[dns]\ncapture=false\nport=977\nresolvers=['[::1]:53']\n",
+        "t",
+    )
+    .unwrap();
+    assert!(!c.dns.capture);
+    assert_eq!(c.dns.resolvers, vec!["[::1]:53".parse().unwrap()]);
+}
+
+#[test]
+fn embedded_default_protects_azure_by_name() {
+    let c = Config::parse(crate::config::EMBEDDED_DEFAULT, "embedded").unwrap();
+    assert!(c.dns.capture);
+    let ports = |name: &str| {
+        let t = c.targets.iter().find(|t| t.name == name).unwrap();
+        (
+            t.hosts.clone(),
+            t.ports.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        )
+    };
+    let (hosts, p) = ports("azure-postgres");
+    assert!(hosts.contains(&"*.postgres.database.azure.com".to_string()));
+    assert_eq!(p, vec!["5432"]);
+    let (hosts, p) = ports("azure-sql");
+    assert!(hosts.contains(&"*.database.windows.net".to_string()));
+    assert_eq!(p, vec!["1433", "11000-11999"]);
+    let (hosts, p) = ports("aks");
+    assert_eq!(
+        (hosts, p),
+        (vec!["*.azmk8s.io".to_string()], vec!["443".to_string()])
+    );
+}

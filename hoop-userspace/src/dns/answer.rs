@@ -80,7 +80,11 @@ pub fn analyse(msg: &Message, set: &TargetSet) -> Option<Learnable> {
 /// A SERVFAIL answer to the question of `msg` (what a client gets when a protected answer
 /// could not be learned: the lookup fails rather than bypassing).
 pub fn servfail(msg: &Message) -> Option<Vec<u8>> {
-    let mut out = Message::error_msg(msg.metadata.id, msg.metadata.op_code, ResponseCode::ServFail);
+    let mut out = Message::error_msg(
+        msg.metadata.id,
+        msg.metadata.op_code,
+        ResponseCode::ServFail,
+    );
     out.metadata.recursion_desired = msg.metadata.recursion_desired;
     out.metadata.recursion_available = true;
     out.queries = msg.queries.clone();
@@ -135,7 +139,11 @@ mod tests {
     }
 
     fn a(owner: &str, ip: &str, ttl: u32) -> Record {
-        Record::from_rdata(Name::from_str(owner).unwrap(), ttl, RData::A(rdata::A(ip.parse().unwrap())))
+        Record::from_rdata(
+            Name::from_str(owner).unwrap(),
+            ttl,
+            RData::A(rdata::A(ip.parse().unwrap())),
+        )
     }
 
     #[test]
@@ -145,8 +153,16 @@ mod tests {
         let m = response(
             "Db1.postgres.database.azure.com.",
             vec![
-                a("db1.privatelink.postgres.database.azure.com.", "10.1.2.3", 30),
-                cname("db1.postgres.database.azure.com.", "db1.privatelink.postgres.database.azure.com.", 300),
+                a(
+                    "db1.privatelink.postgres.database.azure.com.",
+                    "10.1.2.3",
+                    30,
+                ),
+                cname(
+                    "db1.postgres.database.azure.com.",
+                    "db1.privatelink.postgres.database.azure.com.",
+                    300,
+                ),
                 a("other.example.", "192.0.2.1", 30),
             ],
         );
@@ -176,9 +192,15 @@ mod tests {
         let set = set();
         let m = response("example.com.", vec![a("example.com.", "192.0.2.1", 60)]);
         assert!(analyse(&m, &set).is_none());
-        let apex = response("postgres.database.azure.com.", vec![a("postgres.database.azure.com.", "192.0.2.2", 60)]);
+        let apex = response(
+            "postgres.database.azure.com.",
+            vec![a("postgres.database.azure.com.", "192.0.2.2", 60)],
+        );
         assert!(analyse(&apex, &set).is_none());
-        let exact = response("management.azure.com.", vec![a("management.azure.com.", "192.0.2.3", 5)]);
+        let exact = response(
+            "management.azure.com.",
+            vec![a("management.azure.com.", "192.0.2.3", 5)],
+        );
         assert_eq!(analyse(&exact, &set).unwrap().addrs[0].1, 5);
     }
 

@@ -73,7 +73,11 @@ pub async fn resolve_hosts(cfg: &Config, previous: &Resolved) -> Resolved {
 }
 
 /// A and AAAA of `name`. NXDOMAIN and empty answers are errors.
-pub async fn lookup(name: &str, servers: &[SocketAddr], mark: u32) -> Result<Vec<IpAddr>, LookupError> {
+pub async fn lookup(
+    name: &str,
+    servers: &[SocketAddr],
+    mark: u32,
+) -> Result<Vec<IpAddr>, LookupError> {
     let qname = Name::from_str(&format!("{}.", name.trim_end_matches('.')))
         .map_err(|_| LookupError::Name(name.into()))?;
     let mut ips = Vec::new();
@@ -95,11 +99,18 @@ pub async fn lookup(name: &str, servers: &[SocketAddr], mark: u32) -> Result<Vec
 }
 
 /// One question to the first server that answers (UDP, then TCP when the answer is truncated).
-async fn query(qname: &Name, rtype: RecordType, servers: &[SocketAddr], mark: u32) -> Result<Message, LookupError> {
+async fn query(
+    qname: &Name,
+    rtype: RecordType,
+    servers: &[SocketAddr],
+    mark: u32,
+) -> Result<Message, LookupError> {
     let mut msg = Message::query();
     msg.metadata.recursion_desired = true;
     msg.add_query(Query::query(qname.clone(), rtype));
-    let bytes = msg.to_vec().map_err(|_| LookupError::Name(qname.to_string()))?;
+    let bytes = msg
+        .to_vec()
+        .map_err(|_| LookupError::Name(qname.to_string()))?;
     for server in servers {
         let r = tokio::time::timeout(LOOKUP_TIMEOUT, exchange(&bytes, *server, mark)).await;
         match r {

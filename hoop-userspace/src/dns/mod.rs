@@ -118,7 +118,11 @@ impl Forwarder {
         };
         for (ip, ttl) in &l.addrs {
             let lifetime = u64::from(*ttl).max(self.min_ttl).min(self.max_ttl);
-            match self.node.intercept.learn(&set, *ip, &l.name, &l.targets, lifetime) {
+            match self
+                .node
+                .intercept
+                .learn(&set, *ip, &l.name, &l.targets, lifetime)
+            {
                 Ok(new) => {
                     if new {
                         tracing::info!(name = %l.name, addr = %ip, ttl, "learned a protected address");

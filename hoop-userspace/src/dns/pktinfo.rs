@@ -73,7 +73,12 @@ pub fn recv(sock: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAdd
 }
 
 /// Sends `data` to `to` with `from` as the source address.
-pub fn send(sock: &impl AsRawFd, data: &[u8], to: SocketAddrV4, from: Ipv4Addr) -> io::Result<usize> {
+pub fn send(
+    sock: &impl AsRawFd,
+    data: &[u8],
+    to: SocketAddrV4,
+    from: Ipv4Addr,
+) -> io::Result<usize> {
     // SAFETY: as in `recv`; the control message is built with the libc macros in a buffer
     // large enough for it.
     unsafe {

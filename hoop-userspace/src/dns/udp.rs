@@ -50,7 +50,9 @@ pub async fn serve(sock: UdpSocket, fwd: Arc<Forwarder>) {
                 return;
             };
             let r = sock
-                .async_io(Interest::WRITABLE, || pktinfo::send(&*sock, &answer, src, dst))
+                .async_io(Interest::WRITABLE, || {
+                    pktinfo::send(&*sock, &answer, src, dst)
+                })
                 .await;
             if let Err(e) = r {
                 tracing::debug!(error = %e, client = %src, "dns: reply failed");

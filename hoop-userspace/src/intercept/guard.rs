@@ -241,7 +241,16 @@ mod tests {
                 scope: &scope,
             },
             &set,
-            &[("10.1.2.3".parse().unwrap(), set.targets().next().unwrap().id), ("192.0.2.9".parse().unwrap(), set.targets().next().unwrap().id)],
+            &[
+                (
+                    "10.1.2.3".parse().unwrap(),
+                    set.targets().next().unwrap().id,
+                ),
+                (
+                    "192.0.2.9".parse().unwrap(),
+                    set.targets().next().unwrap().id,
+                ),
+            ],
         )
         .unwrap();
         assert!(

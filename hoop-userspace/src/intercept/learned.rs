@@ -99,7 +99,11 @@ impl Learned {
 
     /// Removes the addresses past their expiry; one for which `live` says sessions are open
     /// gets `grace` more seconds instead. Returns the removed entries.
-    pub fn expire(&mut self, live: impl Fn(IpAddr) -> bool, grace: u64) -> Vec<(IpAddr, LearnedAddr)> {
+    pub fn expire(
+        &mut self,
+        live: impl Fn(IpAddr) -> bool,
+        grace: u64,
+    ) -> Vec<(IpAddr, LearnedAddr)> {
         let now = now_unix();
         let due: Vec<IpAddr> = self
             .addrs
@@ -137,8 +141,11 @@ impl Learned {
 
     /// Writes the table to `path` (atomically: a temporary file renamed over it).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let sorted: BTreeMap<String, &LearnedAddr> =
-            self.addrs.iter().map(|(ip, e)| (ip.to_string(), e)).collect();
+        let sorted: BTreeMap<String, &LearnedAddr> = self
+            .addrs
+            .iter()
+            .map(|(ip, e)| (ip.to_string(), e))
+            .collect();
         let text = serde_json::to_vec_pretty(&sorted).map_err(std::io::Error::other)?;
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, text)?;

@@ -37,8 +37,8 @@ use hoop_common::{
 };
 
 use crate::config::Config;
-pub use sys::CgroupScope;
 use learned::Learned;
+pub use sys::CgroupScope;
 use targets::{KeyV4, KeyV6, TargetSet};
 
 /// The eBPF object built by `cargo xtask build-ebpf`, embedded at compile time.
@@ -187,7 +187,8 @@ impl Intercept {
     /// Returns the overlapping claims found (first target in configuration order wins).
     pub fn sync_targets(&self, set: &TargetSet) -> Result<Vec<String>, InterceptError> {
         let (mut v4, mut v6, conflicts) = set.lpm_entries();
-        *self.static_keys.lock().unwrap() = (v4.keys().copied().collect(), v6.keys().copied().collect());
+        *self.static_keys.lock().unwrap() =
+            (v4.keys().copied().collect(), v6.keys().copied().collect());
         {
             // learned addresses of targets that are gone are forgotten; the rest stay protected
             let mut learned = self.learned.lock().unwrap();
@@ -244,12 +245,23 @@ impl Intercept {
             for (k, v) in learned_keys(set, *ip, *id) {
                 // BPF_NOEXIST: an address already protected (a CIDR, another target) keeps its owner
                 let r = match k {
-                    LearnedKey::V4((p, d)) => self.targets_v4.lock().unwrap().insert(&Key::new(p, d), v, 1),
-                    LearnedKey::V6((p, d)) => self.targets_v6.lock().unwrap().insert(&Key::new(p, d), v, 1),
+                    LearnedKey::V4((p, d)) => {
+                        self.targets_v4
+                            .lock()
+                            .unwrap()
+                            .insert(&Key::new(p, d), v, 1)
+                    }
+                    LearnedKey::V6((p, d)) => {
+                        self.targets_v6
+                            .lock()
+                            .unwrap()
+                            .insert(&Key::new(p, d), v, 1)
+                    }
                 };
                 match r {
                     Ok(()) => {}
-                    Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
+                    Err(MapError::SyscallError(e))
+                        if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
                     Err(e) => return Err(map_err(maps::TARGETS_V4)(e)),
                 }
             }
@@ -399,7 +411,11 @@ fn node_config(cfg: &Config) -> NodeConfig {
         enabled: 1,
         off_task_group_leader: offsets.map_or(0, |o| o.group_leader),
         off_task_start_boottime: offsets.map_or(0, |o| o.start_boottime),
-        dns_port_be: if cfg.dns.capture { cfg.dns.port.to_be() } else { 0 },
+        dns_port_be: if cfg.dns.capture {
+            cfg.dns.port.to_be()
+        } else {
+            0
+        },
         _pad: 0,
     }
 }
@@ -420,8 +436,20 @@ fn learned_keys(set: &TargetSet, ip: IpAddr, id: u32) -> Vec<(LearnedKey, Target
         .map(|port| {
             let port_be = port.to_be_bytes();
             let k = match targets::canonical(ip) {
-                IpAddr::V4(a) => LearnedKey::V4((lpm_prefix_len(32), TargetV4 { port_be, addr: a.octets() })),
-                IpAddr::V6(a) => LearnedKey::V6((lpm_prefix_len(128), TargetV6 { port_be, addr: a.octets() })),
+                IpAddr::V4(a) => LearnedKey::V4((
+                    lpm_prefix_len(32),
+                    TargetV4 {
+                        port_be,
+                        addr: a.octets(),
+                    },
+                )),
+                IpAddr::V6(a) => LearnedKey::V6((
+                    lpm_prefix_len(128),
+                    TargetV6 {
+                        port_be,
+                        addr: a.octets(),
+                    },
+                )),
             };
             (k, v)
         })

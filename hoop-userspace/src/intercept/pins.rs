@@ -75,7 +75,11 @@ impl Pins {
                 let p: &mut CgroupSkb = prog.try_into().map_err(perr)?;
                 p.load().map_err(perr)?;
                 let id = p
-                    .attach(cgroup, CgroupSkbAttachType::Egress, CgroupAttachMode::Single)
+                    .attach(
+                        cgroup,
+                        CgroupSkbAttachType::Egress,
+                        CgroupAttachMode::Single,
+                    )
                     .map_err(perr)?;
                 p.take_link(id)
                     .map_err(perr)?

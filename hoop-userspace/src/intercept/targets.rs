@@ -224,9 +224,11 @@ fn keep_first<K: std::hash::Hash + Eq>(
 pub fn host_covers(pattern: &str, name: &str) -> bool {
     let pattern = pattern.strip_suffix('.').unwrap_or(pattern);
     match pattern.strip_prefix("*.") {
-        Some(suffix) => name.len() > suffix.len() + 1
-            && name.as_bytes()[name.len() - suffix.len() - 1] == b'.'
-            && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix),
+        Some(suffix) => {
+            name.len() > suffix.len() + 1
+                && name.as_bytes()[name.len() - suffix.len() - 1] == b'.'
+                && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+        }
         None => name.eq_ignore_ascii_case(pattern),
     }
 }
@@ -323,12 +325,27 @@ mod tests {
 
     #[test]
     fn names_match_exact_and_strict_wildcards() {
-        assert!(host_covers("*.postgres.database.azure.com", "db1.postgres.database.azure.com"));
-        assert!(host_covers("*.Postgres.database.azure.com", "a.b.postgres.database.azure.com"));
-        assert!(!host_covers("*.postgres.database.azure.com", "postgres.database.azure.com"));
-        assert!(!host_covers("*.postgres.database.azure.com", "xpostgres.database.azure.com"));
+        assert!(host_covers(
+            "*.postgres.database.azure.com",
+            "db1.postgres.database.azure.com"
+        ));
+        assert!(host_covers(
+            "*.Postgres.database.azure.com",
+            "a.b.postgres.database.azure.com"
+        ));
+        assert!(!host_covers(
+            "*.postgres.database.azure.com",
+            "postgres.database.azure.com"
+        ));
+        assert!(!host_covers(
+            "*.postgres.database.azure.com",
+            "xpostgres.database.azure.com"
+        ));
         assert!(host_covers("management.azure.com", "management.azure.com"));
-        assert!(!host_covers("management.azure.com", "x.management.azure.com"));
+        assert!(!host_covers(
+            "management.azure.com",
+            "x.management.azure.com"
+        ));
         let text = r#"
             [[target]]
             name = "pg"
@@ -343,7 +360,10 @@ mod tests {
         "#;
         let set = TargetSet::build(&cfg(text), &Resolved::new());
         let ids = set.targets_for_name("DB1.postgres.database.azure.com.");
-        let names: Vec<_> = ids.iter().map(|i| set.by_id(*i).unwrap().config.name.clone()).collect();
+        let names: Vec<_> = ids
+            .iter()
+            .map(|i| set.by_id(*i).unwrap().config.name.clone())
+            .collect();
         assert_eq!(names, vec!["pg", "all"]);
         assert!(set.targets_for_name("example.com").is_empty());
     }
