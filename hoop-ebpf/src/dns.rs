@@ -258,8 +258,15 @@ fn try_dns_guard(ctx: &SkBuffContext) -> Result<i32, i32> {
         IPPROTO_TCP => {
             let off: u8 = ctx.load(l4 + 12).map_err(|_| SKB_PASS)?;
             let payload = l4 + ((off >> 4) as usize) * 4;
-            if ctx.len() as usize <= payload {
+            let len = ctx.len() as usize;
+            if len <= payload {
                 return Ok(SKB_PASS); // no data: handshake, ACK, FIN
+            }
+            // one whole message per segment, or the rest could not be vouched for (pipelined
+            // queries after the first): fail closed
+            let msg_len: u16 = ctx.load(payload).map_err(|_| SKB_DROP)?;
+            if len - payload > u16::from_be(msg_len) as usize + 2 {
+                return Ok(SKB_DROP);
             }
             payload + 2 // the two-byte length prefix
         }
@@ -268,6 +275,11 @@ fn try_dns_guard(ctx: &SkBuffContext) -> Result<i32, i32> {
     let flags: u8 = ctx.load(msg + 2).map_err(|_| SKB_DROP)?;
     if flags & 0x80 != 0 {
         return Ok(SKB_PASS); // a response, not a query
+    }
+    // only the first question is read: a query with more is refused (resolvers do too)
+    let qdcount: u16 = ctx.load(msg + 4).map_err(|_| SKB_DROP)?;
+    if u16::from_be(qdcount) != 1 {
+        return Ok(SKB_DROP);
     }
     if protected(ctx, msg + 12)? {
         count(stats::DNS_DROPPED);

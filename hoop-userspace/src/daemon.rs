@@ -62,7 +62,7 @@ pub enum DaemonError {
 const LEARNED_TICK: Duration = Duration::from_secs(1);
 
 fn learned_path(cfg: &Config) -> PathBuf {
-    cfg.state.dir.join("dns-learned.json")
+    crate::dns::learned_file(cfg)
 }
 
 /// Runs hoopd until SIGTERM/SIGINT. The pinned redirect and the guard stay after exit.

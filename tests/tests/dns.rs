@@ -499,16 +499,23 @@ fn forwarder_killed_fails_closed(_: &()) -> Result<(), Failed> {
     check(echo.accepted() == 1, || {
         format!("direct connection: {}", echo.accepted())
     })?;
-    // and a restarted hoopd serves protected lookups again, with the learned entry kept
+    // a restarted hoopd keeps what was learned (connect by address, no new lookup: redirected,
+    // with the name), and serves protected lookups again
     let mut h2 = Hoopd::start(&cfg, None);
-    let (ok, lines) = client(&env, &resolv, "db8.postgres.database.azure.com:17106", "c");
+    let (ok, lines) = env.client(CLIENT, "127.0.0.29:17106", "c", &[]);
     check(ok && lines[0]["reply"] == "c-0", || {
         format!("{lines:?}\n{}", h2.log_text())
     })?;
     let ends = wait_session_end(&mut h2, 1)?;
     check(ends[0]["host"] == "db8.postgres.database.azure.com", || {
         ends[0].to_string()
-    })
+    })?;
+    let (ok, lines) = client(&env, &resolv, "db8.postgres.database.azure.com:17106", "d");
+    check(ok && lines[0]["reply"] == "d-0", || {
+        format!("{lines:?}\n{}", h2.log_text())
+    })?;
+    wait_session_end(&mut h2, 2)?;
+    check(echo.accepted() == 3, || format!("echo {}", echo.accepted()))
 }
 
 /// Exact names are resolved by hoopd at start (with its own marked queries), so a process that

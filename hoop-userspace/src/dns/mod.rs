@@ -28,6 +28,7 @@ mod udp;
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
     sync::Arc,
     time::Duration,
 };
@@ -65,6 +66,11 @@ pub fn bind(cfg: &Config) -> std::io::Result<Sockets> {
     })
 }
 
+/// The file the learned table is kept in across restarts.
+pub fn learned_file(cfg: &Config) -> PathBuf {
+    cfg.state.dir.join("dns-learned.json")
+}
+
 /// What the forwarder's tasks share.
 pub struct Forwarder {
     node: Arc<Node>,
@@ -72,6 +78,8 @@ pub struct Forwarder {
     timeout: Duration,
     min_ttl: u64,
     max_ttl: u64,
+    /// Where the learned table is kept across restarts.
+    learned_file: PathBuf,
 }
 
 /// Serves both sockets until hoopd exits.
@@ -82,6 +90,7 @@ pub fn spawn(sockets: Sockets, node: Arc<Node>, cfg: &Config) {
         timeout: Duration::from_millis(cfg.dns.upstream_timeout_ms),
         min_ttl: cfg.dns.min_ttl_s,
         max_ttl: cfg.dns.max_ttl_s,
+        learned_file: learned_file(cfg),
     });
     tokio::spawn(udp::serve(sockets.udp, fwd.clone()));
     tokio::spawn(tcp::serve(sockets.tcp, fwd));
@@ -116,6 +125,7 @@ impl Forwarder {
         let Some(l) = answer::analyse(&msg, &set) else {
             return Some(answer.to_vec());
         };
+        let mut grew = false;
         for (ip, ttl) in &l.addrs {
             let lifetime = u64::from(*ttl).max(self.min_ttl).min(self.max_ttl);
             match self
@@ -125,6 +135,7 @@ impl Forwarder {
             {
                 Ok(new) => {
                     if new {
+                        grew = true;
                         tracing::info!(name = %l.name, addr = %ip, ttl, "learned a protected address");
                     }
                 }
@@ -132,6 +143,13 @@ impl Forwarder {
                     tracing::error!(name = %l.name, addr = %ip, error = %e, "cannot protect an answer; SERVFAIL");
                     return answer::servfail(&msg);
                 }
+            }
+        }
+        // a new address is on disk before the client has it: a hoopd killed right after
+        // still protects it when it comes back
+        if grew {
+            if let Err(e) = self.node.intercept.save_learned(&self.learned_file) {
+                tracing::error!(error = %e, "cannot save the learned DNS addresses");
             }
         }
         Some(answer.to_vec())
