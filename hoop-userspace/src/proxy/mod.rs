@@ -120,13 +120,14 @@ async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
         proto = session.target.config.protocol.as_str()
     );
     async move {
-        tracing::info!(target_name = %session.target.config.name, pid = session.process.pid, "session started");
         // no record, no session: an audit trail that cannot write refuses the connection
         if let Err(e) = node.audit.append("session.start", &session.start_record()) {
             tracing::error!(error = %e, "audit trail unavailable; connection refused");
             return;
         }
         node.sessions.lock().unwrap().insert(session.id, session.clone());
+        // logged once the session is listed (operators and tests act on this line)
+        tracing::info!(target_name = %session.target.config.name, pid = session.process.pid, "session started");
         session.publish(|| serde_json::json!({"event": "session_start", "session": session.snapshot()}));
         let result = tokio::select! {
             r = dispatch(&node, &session, stream) => r,
