@@ -325,7 +325,7 @@ impl World {
         let config = format!(
             "[listen]\naddress = \"127.0.0.1:{port}\"\naddress6 = \"[::1]:{port}\"\n[intercept]\ncgroup = \"{}\"\n\
              pin_dir = \"{pins}\"\nnft_table = \"{table}\"\n[state]\ndir = \"{}\"\n[control]\nsocket = \"{}\"\n\
-             [audit]\ndurability = \"{}\"\n[[target]]\n\
+             [audit]\ndurability = \"{}\"\n[dns]\nport = {dns_port}\n[[target]]\n\
              name = \"pg\"\nprotocol = \"postgres\"\ncidrs = [\"{PG_HOST}/32\"]\nports = [{PG_PORT}]\n\
              upstream_ca = \"{}\"\ndeny_statements = [\"drop\", \"truncate\"]\n",
             cgroup.path.display(),
@@ -338,7 +338,9 @@ impl World {
                 })
                 .display(),
             if strict { "strict" } else { "written" },
-            self.pg.ca_path().display()
+            self.pg.ca_path().display(),
+            // the two hoopds run side by side: each its own DNS forwarder port
+            dns_port = port + 2000,
         );
         let path = self.hoopd_config(strict);
         std::fs::write(&path, config)?;

@@ -69,6 +69,16 @@ impl Learned {
         change
     }
 
+    /// Undoes the (`ip`, `target`) pair of a `learn` whose kernel keys could not be written.
+    pub fn forget(&mut self, ip: IpAddr, target: u32) {
+        if let Some(e) = self.addrs.get_mut(&ip) {
+            e.targets.retain(|t| *t != target);
+            if e.targets.is_empty() {
+                self.addrs.remove(&ip);
+            }
+        }
+    }
+
     /// The name most recently answered with `ip`.
     pub fn name_for(&self, ip: IpAddr) -> Option<&str> {
         self.addrs
@@ -185,6 +195,12 @@ mod tests {
         l.learn(ip, "a.example", &[1], 60);
         assert_eq!(l.name_for(ip), Some("a.example"));
         assert_eq!(l.get(ip).unwrap().names, vec!["a.example", "b.example"]);
+        l.forget(ip, 2);
+        assert_eq!(l.get(ip).unwrap().targets, vec![1]);
+        l.forget(ip, 1);
+        assert!(l.get(ip).is_none());
+        // forgotten pairs are new again
+        assert_eq!(l.learn(ip, "a.example", &[1], 60).added, vec![(ip, 1)]);
     }
 
     #[test]

@@ -262,7 +262,18 @@ impl Intercept {
                     Ok(()) => {}
                     Err(MapError::SyscallError(e))
                         if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
-                    Err(e) => return Err(map_err(maps::TARGETS_V4)(e)),
+                    Err(e) => {
+                        // not half-learned: the next answer for the name tries again
+                        for (ip, id) in &change.added {
+                            learned.forget(*ip, *id);
+                        }
+                        let map = if ip.is_ipv4() {
+                            maps::TARGETS_V4
+                        } else {
+                            maps::TARGETS_V6
+                        };
+                        return Err(map_err(map)(e));
+                    }
                 }
             }
         }
