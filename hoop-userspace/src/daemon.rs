@@ -171,6 +171,10 @@ pub async fn run(
     let s = node.intercept.stats();
     tracing::info!(
         redirected = s.redirected,
+        dns_redirected = s.dns_redirected,
+        dns_direct = s.dns_direct,
+        dns_dropped = s.dns_dropped,
+        dns_no_slot = s.dns_no_slot,
         "hoopd stopping; redirect and guard stay in place (fail closed)"
     );
     audit.append(

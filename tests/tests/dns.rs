@@ -227,7 +227,21 @@ fn psql_resolves_and_is_redirected(_: &()) -> Result<(), Failed> {
         format!("session without the name: {end}")
     })?;
     check(end["orig.dst"] == "127.0.0.21:17101", || end.to_string())?;
-    check(end["target_name"] == "azure-postgres", || end.to_string())
+    check(end["target_name"] == "azure-postgres", || end.to_string())?;
+    // the audit trail's session.start carries the name too
+    let out = Command::new(hoop_tests::hoopctl_bin())
+        .args(["audit", "--dir"])
+        .arg(env.dir.join("state/audit"))
+        .args(["export", "--format", "jsonl", "--kind", "session.start"])
+        .output()?;
+    let records = hoop_tests::json_lines(&out.stdout);
+    check(
+        records.len() == 1
+            && records[0]
+                .to_string()
+                .contains(&format!("\"host\":\"{name}\"")),
+        || text(&out),
+    )
 }
 
 /// An unprotected name is answered and connected to directly; a protected one on the same
