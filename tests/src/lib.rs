@@ -166,6 +166,10 @@ impl Echo {
     }
 }
 
+/// Links hoopd pins when attached: connect4/6, sock_ops, getpeername4/6, sendmsg4/6,
+/// recvmsg4/6 and the DNS egress filter.
+pub const PINNED_LINKS: usize = 10;
+
 /// The policy every test env starts with: everything allowed, responses masked (default).
 pub const PERMISSIVE_POLICY: &str = "# hoop tests: allow everything, mask responses\n[defaults]\naction = \"allow\"\nmask = \"default\"\n";
 

@@ -146,9 +146,10 @@ fn fail_closed_and_readopt(_: &()) -> Result<(), Failed> {
         format!("direct connection slipped through: {}", echo.accepted())
     })?;
     let links = std::path::Path::new(&env.pin_dir()).join("links");
-    check(std::fs::read_dir(&links)?.count() == 10, || {
-        "links not pinned".into()
-    })?;
+    check(
+        std::fs::read_dir(&links)?.count() == hoop_tests::PINNED_LINKS,
+        || "links not pinned".into(),
+    )?;
     let mut h2 = Hoopd::start(&cfg, None);
     h2.wait_log(
         |v| v["message"] == "replaced the previous hoopd's link",
@@ -156,9 +157,10 @@ fn fail_closed_and_readopt(_: &()) -> Result<(), Failed> {
     )?;
     let (ok, lines) = env.client(CLIENT, "127.0.0.2:17004", "c", &[]);
     check(ok && lines[0]["reply"] == "c-0", || format!("{lines:?}"))?;
-    check(std::fs::read_dir(&links)?.count() == 10, || {
-        "links after restart".into()
-    })
+    check(
+        std::fs::read_dir(&links)?.count() == hoop_tests::PINNED_LINKS,
+        || "links after restart".into(),
+    )
 }
 
 /// With the programs detached (link pins removed) the nftables guard drops the direct path

@@ -116,7 +116,8 @@ impl Bench {
     }
 
     fn cgroup_programs_attached(&self) -> bool {
-        std::fs::read_dir("/sys/fs/bpf/hoop_bench/links").is_ok_and(|d| d.count() == 5)
+        std::fs::read_dir("/sys/fs/bpf/hoop_bench/links")
+            .is_ok_and(|d| d.count() == hoop_tests::PINNED_LINKS)
     }
 
     /// Stops hoopd and removes its pins, which detaches the programs.

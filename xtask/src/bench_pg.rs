@@ -368,7 +368,7 @@ impl World {
         let child = slot.insert(child);
         let links = Path::new(pins).join("links");
         wait_ready("hoopd", child, &log, || {
-            std::fs::read_dir(&links).is_ok_and(|d| d.count() == 5)
+            std::fs::read_dir(&links).is_ok_and(|d| d.count() == hoop_tests::PINNED_LINKS)
                 && TcpStream::connect(("127.0.0.1", port)).is_ok()
         })
     }
