@@ -20,8 +20,10 @@ use crate::{
         self, Intercept, guard,
         targets::{Resolved, TargetSet},
     },
+    metrics::Metrics,
     policy::PolicyState,
     proxy::{self, Node, postgres::PgContext},
+    service,
     tls::NodeCa,
 };
 
@@ -103,6 +105,7 @@ pub async fn run(
     let intercept = Intercept::start(&cfg, &set, learned)?;
     let mut guarded = sorted_pairs(&intercept);
     apply_guard(&cfg, intercept.scope(), &set, &guarded)?;
+    let metrics = Metrics::new();
     let node = Arc::new(Node {
         policy: RwLock::new(Arc::new(policy)),
         approvals: crate::approval::Approvals::new(Duration::from_secs(cfg.approval.timeout_s)),
@@ -111,7 +114,8 @@ pub async fn run(
         agent_cgroups: Default::default(),
         bus: Arc::new(tokio::sync::broadcast::channel(1024).0),
         intercept,
-        pg: Arc::new(PgContext::new(ca, cfg.intercept.mark)),
+        pg: Arc::new(PgContext::new(ca, cfg.intercept.mark, metrics.clone())),
+        metrics,
         targets: RwLock::new(Arc::new(set)),
         mark: cfg.intercept.mark,
         connect_timeout: RwLock::new(Duration::from_millis(cfg.proxy.connect_timeout_ms)),
@@ -129,8 +133,10 @@ pub async fn run(
         node.clone(),
         cfg.control.clone(),
     ));
+    let metrics_at = serve_metrics(&cfg, &node).await;
     let addrs: Vec<String> = cfg.listen_addrs().iter().map(ToString::to_string).collect();
-    tracing::info!(config = %origin, listen = ?addrs, targets = cfg.targets.len(), "hoopd ready");
+    tracing::info!(config = %origin, listen = ?addrs, targets = cfg.targets.len(), metrics = ?metrics_at, "hoopd ready");
+    service::ready(&status(&cfg));
 
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
@@ -141,6 +147,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = hup.recv() => {
+                service::reloading();
                 let reloaded = reload(&cfg, config_path.as_deref());
                 let ev = serde_json::json!({"ok": reloaded.is_some(), "targets": reloaded.as_ref().map(|c| c.targets.len())});
                 if let Err(e) = audit.append("config.reload", &ev) {
@@ -154,6 +161,7 @@ pub async fn run(
                     guarded = sorted_pairs(&node.intercept);
                 }
                 reload_policy(&node, &cfg);
+                service::reloaded(&status(&cfg));
             }
             _ = refresh.tick() => {
                 let fresh = crate::dns::client::resolve_hosts(&cfg, &resolved).await;
@@ -168,6 +176,7 @@ pub async fn run(
             _ = int.recv() => break,
         }
     }
+    service::stopping();
     let s = node.intercept.stats();
     tracing::info!(
         redirected = s.redirected,
@@ -185,6 +194,34 @@ pub async fn run(
     // the last handle: a final signed checkpoint, then the log closes
     audit.close()?;
     Ok(())
+}
+
+/// Binds and serves the metrics endpoint. A failure to bind is logged and the node runs on
+/// without it: observability must not take protection down.
+async fn serve_metrics(cfg: &Config, node: &Arc<Node>) -> Option<SocketAddr> {
+    if !cfg.metrics.enabled {
+        return None;
+    }
+    match TcpListener::bind(cfg.metrics.listen).await {
+        Ok(l) => {
+            let at = l.local_addr().ok();
+            tokio::spawn(crate::metrics::serve(l, node.clone()));
+            at
+        }
+        Err(e) => {
+            tracing::error!(addr = %cfg.metrics.listen, error = %e, "metrics endpoint unavailable; running without it");
+            None
+        }
+    }
+}
+
+/// The one-line state `systemctl status` shows.
+fn status(cfg: &Config) -> String {
+    format!(
+        "protecting {} targets; listening on {}",
+        cfg.targets.len(),
+        cfg.listen.address
+    )
 }
 
 fn create_state_dir(cfg: &Config) -> Result<(), DaemonError> {
@@ -293,9 +330,10 @@ fn reload(old: &Config, path: Option<&std::path::Path>) -> Option<Config> {
         || new.control != old.control
         || new.audit != old.audit
         || new.dns != old.dns
+        || new.metrics != old.metrics
     {
         tracing::warn!(
-            "listen, intercept, state, control, audit and dns changes take effect at the next restart"
+            "listen, intercept, state, control, audit, dns and metrics changes take effect at the next restart"
         );
         new.dns = old.dns.clone();
         new.listen = old.listen.clone();
@@ -303,6 +341,7 @@ fn reload(old: &Config, path: Option<&std::path::Path>) -> Option<Config> {
         new.state = old.state.clone();
         new.control = old.control.clone();
         new.audit = old.audit.clone();
+        new.metrics = old.metrics.clone();
     }
     tracing::info!(targets = new.targets.len(), "configuration reloaded");
     intercept::report_pending_wildcards(&new);

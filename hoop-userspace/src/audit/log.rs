@@ -36,6 +36,25 @@ struct Inner {
     _lock: File,
 }
 
+/// Counters of an open log (see [`AuditLog::progress`]). Seqs are counts of records since the
+/// log was created: `sealed` ≥ `written` ≥ `durable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Records placed in the chain.
+    pub sealed: u64,
+    /// Records in a segment file (write(2) returned): they survive a kill of hoopd.
+    pub written: u64,
+    /// Records covered by an fdatasync: they survive a host crash.
+    pub durable: u64,
+    /// Tree size of the last signed checkpoint.
+    pub checkpointed: u64,
+    /// How long the oldest record that is not yet durable has waited, at most (zero when every
+    /// record is durable).
+    pub durable_lag: std::time::Duration,
+    /// The log stopped after a write or sync failure.
+    pub failed: bool,
+}
+
 /// Proof that a record was stored: its place in the chain, and a way to wait until it is on
 /// disk (survives power loss, not just a crash of the daemon).
 #[derive(Clone)]
@@ -138,6 +157,20 @@ impl AuditLog {
     /// Torn tails cut when this log was opened.
     pub fn recoveries(&self) -> &[Recovery] {
         &self.inner.recoveries
+    }
+
+    /// Where the log stands, for metrics: a few loads under the state lock (the lock appenders
+    /// hold only to seal a record), never a wait for I/O.
+    pub fn progress(&self) -> Progress {
+        let st = self.shared().lock_state();
+        Progress {
+            sealed: st.next_seq,
+            written: st.written,
+            durable: st.synced,
+            checkpointed: st.checkpointed,
+            durable_lag: st.unsynced_since.map(|t| t.elapsed()).unwrap_or_default(),
+            failed: st.failure.is_some(),
+        }
     }
 
     /// Seq the next record will get.

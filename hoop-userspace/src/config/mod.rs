@@ -64,6 +64,8 @@ pub struct Config {
     /// `[audit]`: the audit trail (see `audit::AuditConfig` for every key and default).
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
+    #[serde(default)]
+    pub metrics: Metrics,
     #[serde(default, rename = "target")]
     pub targets: Vec<Target>,
     /// `[identity]`: workload token sources and validation (see `identity::config`).
@@ -153,6 +155,25 @@ impl Default for Control {
         Self {
             socket: PathBuf::from("/run/hoop/control.sock"),
             operators_group: "hoop-operators".into(),
+        }
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Serve `/metrics`; default `true`.
+    pub enabled: bool,
+    /// Loopback address of the endpoint; default `127.0.0.1:9477`.
+    pub listen: SocketAddr,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:9477".parse().unwrap(),
         }
     }
 }
@@ -361,6 +382,12 @@ impl Config {
                     "must be an IPv6 loopback address".into(),
                 ));
             }
+        }
+        if !self.metrics.listen.ip().is_loopback() {
+            return Err((
+                "metrics.listen".into(),
+                "must be a loopback address (the endpoint has no authentication)".into(),
+            ));
         }
         let i = &self.intercept;
         if i.mark == 0 {

@@ -57,6 +57,8 @@ fn bad_values_are_named() {
     assert!(invalid("[listen]\naddress='10.0.0.1:977'\n").contains("listen.address"));
     assert!(invalid("[intercept]\nmark=0\n").contains("intercept.mark"));
     assert!(invalid("[state]\ndir='relative'\n").contains("state.dir"));
+    assert!(invalid("[metrics]\nlisten='0.0.0.0:9477'\n").contains("metrics.listen"));
+    assert!(invalid("[metrics]\nport=1\n").contains("port"));
 }
 
 #[test]
@@ -111,4 +113,15 @@ fn embedded_default_protects_azure_by_name() {
         (hosts, p),
         (vec!["*.azmk8s.io".to_string()], vec!["443".to_string()])
     );
+}
+
+#[test]
+fn metrics_defaults_and_disable() {
+    let cfg = Config::parse("", "t").unwrap();
+    assert!(cfg.metrics.enabled);
+    assert_eq!(cfg.metrics.listen, "127.0.0.1:9477".parse().unwrap());
+    let off = Config::parse("[metrics]\nenabled = false\n", "t").unwrap();
+    assert!(!off.metrics.enabled);
+    let v6 = Config::parse("[metrics]\nlisten = '[::1]:9000'\n", "t").unwrap();
+    assert_eq!(v6.metrics.listen.port(), 9000);
 }

@@ -16,6 +16,7 @@
 pub mod btf;
 pub mod guard;
 pub mod learned;
+mod occupancy;
 mod pins;
 pub mod sys;
 pub mod targets;
@@ -38,6 +39,7 @@ use hoop_common::{
 
 use crate::config::Config;
 use learned::Learned;
+pub use occupancy::MapOccupancy;
 pub use sys::CgroupScope;
 use targets::{KeyV4, KeyV6, TargetSet};
 

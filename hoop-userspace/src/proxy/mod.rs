@@ -44,6 +44,8 @@ pub struct Node {
     /// Workload identity of each connection (bounded by `[identity] timeout_ms`).
     /// Swapped on reload when `[identity]` or `[[issuer]]` change.
     pub identity: RwLock<Arc<crate::identity::Resolver>>,
+    /// What the data path counts for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Node {
@@ -128,6 +130,7 @@ async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
         node.sessions.lock().unwrap().insert(session.id, session.clone());
         // logged once the session is listed (operators and tests act on this line)
         tracing::info!(target_name = %session.target.config.name, pid = session.process.pid, "session started");
+        let _live = node.metrics.session(session.target.config.protocol);
         session.publish(|| serde_json::json!({"event": "session_start", "session": session.snapshot()}));
         let result = tokio::select! {
             r = dispatch(&node, &session, stream) => r,

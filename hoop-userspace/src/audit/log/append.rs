@@ -25,6 +25,9 @@ impl Shared {
         st.prev = hash;
         st.next_seq += 1;
         st.last_time = now;
+        if st.unsynced_since.is_none() {
+            st.unsynced_since = Some(std::time::Instant::now());
+        }
         loop {
             if st.written > seq {
                 return Ok((seq, hash));

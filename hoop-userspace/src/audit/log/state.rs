@@ -108,6 +108,9 @@ pub(crate) struct State {
     pub rotated: bool,
     /// Tree size of the last checkpoint, so the leader can wake the sync thread when one is due.
     pub checkpointed: u64,
+    /// No later than when the oldest record that is not yet durable was sealed (`None`: every
+    /// sealed record is durable). What the durable-lag metric is measured from.
+    pub unsynced_since: Option<Instant>,
 }
 
 impl State {
@@ -133,6 +136,7 @@ impl State {
             dir_dirty: false,
             rotated: true,
             checkpointed: 0,
+            unsynced_since: None,
         }
     }
 

@@ -17,7 +17,7 @@ impl Shared {
     /// `need`, returns at once if an earlier commit already covered that seq.
     pub fn sync_round(&self, need: Option<u64>) -> Result<u64, WriteFailure> {
         let _one_at_a_time = self.sync_lock.lock().expect("audit sync lock poisoned");
-        let (files, dir_dirty, upto) = {
+        let (files, dir_dirty, upto, lag_clock) = {
             let mut st = self.lock_state();
             if let Some(f) = &st.failure {
                 return Err(f.clone());
@@ -31,7 +31,14 @@ impl Shared {
             }
             let mut files = std::mem::take(&mut st.unsynced);
             files.push((st.current.clone(), st.current_path.clone()));
-            (files, std::mem::take(&mut st.dir_dirty), st.written)
+            // what the durable-lag clock restarts from if records remain undurable after this round
+            let lag_clock = (Instant::now(), st.next_seq, st.unsynced_since);
+            (
+                files,
+                std::mem::take(&mut st.dir_dirty),
+                st.written,
+                lag_clock,
+            )
         };
         let mut result = files.iter().try_for_each(|(file, path)| {
             file.sync_data()
@@ -45,6 +52,13 @@ impl Shared {
             Ok(()) => {
                 st.synced = st.synced.max(upto);
                 st.wake_durable(upto);
+                let (started, sealed_before, since_before) = lag_clock;
+                st.unsynced_since = match (st.next_seq > st.synced, sealed_before > st.synced) {
+                    (false, _) => None,
+                    // a record sealed before this round is still not durable
+                    (true, true) => since_before,
+                    (true, false) => Some(started),
+                };
             }
             // After a failed fdatasync the kernel may have dropped the dirty pages: nothing
             // written since the last good sync can be trusted, so the log stops here.

@@ -398,3 +398,39 @@ fn kill_9_loses_no_returned_append() {
     assert!(returned.iter().all(|s| present.contains(s)));
     assert_verifies(&config(tmp.path()).dir);
 }
+
+#[test]
+fn progress_reports_durable_lag_until_a_sync_covers_the_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = AuditConfig {
+        sync_interval_ms: 60_000,
+        checkpoint_every_records: 1_000_000,
+        checkpoint_interval_ms: 3_600_000,
+        ..config(tmp.path())
+    };
+    let log = AuditLog::open(cfg).unwrap();
+    // the first background round after open may still be running: let it settle
+    log.append_durable("test", &event(0)).unwrap();
+    let settled = log.progress();
+    assert_eq!(settled.durable, settled.sealed);
+    assert_eq!(settled.durable_lag, std::time::Duration::ZERO);
+    for i in 1..=5 {
+        log.append_written("test", &event(i)).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let p = log.progress();
+    assert_eq!(p.sealed, settled.sealed + 5);
+    assert_eq!(p.written, p.sealed);
+    assert_eq!(p.durable, settled.durable, "no sync ran: {p:?}");
+    assert!(
+        p.durable_lag >= std::time::Duration::from_millis(20),
+        "{p:?}"
+    );
+    assert!(!p.failed);
+    let r = log.append_written("test", &event(6)).unwrap();
+    r.wait_durable().unwrap();
+    let after = log.progress();
+    assert_eq!(after.durable, after.sealed, "{after:?}");
+    assert_eq!(after.durable_lag, std::time::Duration::ZERO);
+    log.close().unwrap();
+}

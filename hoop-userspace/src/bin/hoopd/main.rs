@@ -1,12 +1,14 @@
 //! `hoopd`: the hoop node daemon.
 
+mod install;
+
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use hoop_userspace::{config::Config, daemon, intercept, telemetry};
 
 /// EX_USAGE: an invalid configuration.
-const EXIT_CONFIG: u8 = 64;
+pub const EXIT_CONFIG: u8 = 64;
 
 #[derive(Parser)]
 #[command(
@@ -30,11 +32,21 @@ enum Command {
     CheckConfig,
     /// Detach and unpin the eBPF programs and remove the nftables guard
     Teardown,
+    /// Install the node into a root (binaries, unit, config, state, node CA in the trust store,
+    /// audit key, service enabled)
+    Install(install::InstallArgs),
+    /// Reverse `install`, including the pins and the guard (on /)
+    Uninstall(install::UninstallArgs),
 }
 
 fn main() -> ExitCode {
     telemetry::init();
     let cli = Cli::parse();
+    let command = match cli.command.unwrap_or(Command::Run) {
+        Command::Install(a) => return install::install(a),
+        Command::Uninstall(a) => return install::uninstall(a),
+        other => other,
+    };
     let (cfg, origin) = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -42,7 +54,6 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let command = cli.command.unwrap_or(Command::Run);
     if !matches!(command, Command::Teardown) {
         // the policy is part of the configuration: a bad one keeps hoopd from starting
         if let Err(e) = hoop_userspace::policy::PolicyState::load(cfg.policy.file.as_deref()) {
@@ -51,6 +62,7 @@ fn main() -> ExitCode {
         }
     }
     match command {
+        Command::Install(_) | Command::Uninstall(_) => unreachable!("handled above"),
         Command::CheckConfig => {
             println!(
                 "{origin}: ok ({} targets, policy {})",

@@ -34,6 +34,7 @@ pub struct PgContext {
     pub cancels: CancelRegistry,
     pub classify: ClassifyCache,
     pub mark: u32,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Verified upstream client configs, per target name (built on first use).
     upstream_tls: std::sync::Mutex<HashMap<String, Arc<rustls::ClientConfig>>>,
 }
@@ -77,8 +78,9 @@ pub enum PgError {
 }
 
 impl PgContext {
-    pub fn new(ca: Arc<NodeCa>, mark: u32) -> Self {
+    pub fn new(ca: Arc<NodeCa>, mark: u32, metrics: Arc<crate::metrics::Metrics>) -> Self {
         Self {
+            metrics,
             ca,
             cancels: CancelRegistry::default(),
             classify: ClassifyCache::new(64 << 20, 64 << 10),

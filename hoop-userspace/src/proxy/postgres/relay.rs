@@ -48,6 +48,7 @@ mod events;
 use events::{ExtShape, Pending, PendingKind, StatementOutcome};
 
 const CHUNK: usize = 64 * 1024;
+const POSTGRES: crate::config::Protocol = crate::config::Protocol::Postgres;
 
 /// State both directions touch: what the server still owes answers for.
 #[derive(Default)]
@@ -195,6 +196,7 @@ async fn client_to_server(
     let strict = cx.audit.durability() == Durability::Strict;
     loop {
         let mut held = None;
+        let arrived = std::time::Instant::now();
         {
             let mut sh = shared.lock().unwrap();
             while let Some(frame) = splitter
@@ -209,6 +211,8 @@ async fn client_to_server(
                 }
             }
         }
+        // a held request's wait is the approver's, not hoopd's: not observed
+        let requests = state.receipts.len() - usize::from(held.is_some());
         // strict durability: nothing is forwarded before the fdatasync covering its record
         // (one group commit for every record of this read)
         if strict {
@@ -222,6 +226,7 @@ async fn client_to_server(
             wr.write_all(&out).await.map_err(PgError::UpstreamIo)?;
             out.clear();
         }
+        cx.ctx.metrics.forwarded(POSTGRES, arrived, requests);
         if let Some(h) = held {
             if !hold(cx, &mut state, shared, h, &mut rd, &mut buf, &mut out).await? {
                 // the client went away while its request waited
@@ -498,12 +503,17 @@ impl Refusal {
 /// Write before forward: the request's audit record is written first; a denied request, or
 /// one whose record cannot be written, is refused.
 fn admit(cx: &Cx<'_>, st: &mut ClientState, p: &mut Pending) -> Result<(), Refusal> {
+    let n = p.stmts.len().max(1);
     match cx.audit.append_written("pg.request", &p.request_record(cx)) {
         Ok(r) => {
             p.request_seq = Some(r.seq());
             st.receipts.push(r);
+            cx.ctx
+                .metrics
+                .decided(POSTGRES, p.decision.action.as_str(), n);
         }
         Err(e) => {
+            cx.ctx.metrics.decided(POSTGRES, "refused", n);
             tracing::error!(error = %e, "audit trail unavailable; request refused");
             return Err(Refusal {
                 code: "58030",
