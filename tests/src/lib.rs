@@ -4,6 +4,7 @@
 
 pub mod oidc;
 pub mod pg;
+pub mod systemd;
 
 use std::{
     io::{BufRead, BufReader, Write},

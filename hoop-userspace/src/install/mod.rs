@@ -288,6 +288,7 @@ pub fn uninstall(root: &Root, opts: UninstallOptions) -> Result<Report, InstallE
     if remove_file(&root.at(TRUST_FILE))? {
         report.did(format!("removed {TRUST_FILE}"));
         system::update_trust_store(root, true, &mut report)?;
+        system::tell_hooks_removed(root, &mut report);
     }
     for path in [
         WANTS_LINK,

@@ -8,12 +8,19 @@
 //! image's own `update-ca-certificates` writes the image's own links. A root without the tool
 //! gets the file in place and a note: the image's next run of the tool picks it up.
 
-use std::{path::Path, process::Command};
+use std::{
+    io::Write,
+    path::Path,
+    process::{Command, Stdio},
+};
 
 use super::{InstallError, Report, files::Root};
 
 pub const TRUST_FILE: &str = "/usr/local/share/ca-certificates/hoop-node-ca.crt";
 pub const UPDATE_CA: &str = "/usr/sbin/update-ca-certificates";
+const HOOKS_DIR: &str = "/etc/ca-certificates/update.d";
+/// The link update-ca-certificates made for the node CA.
+const TRUST_LINK: &str = "/etc/ssl/certs/hoop-node-ca.pem";
 pub const OPERATORS_GROUP: &str = "hoop-operators";
 
 /// Runs a tool; its output goes into the error when it fails.
@@ -69,6 +76,58 @@ pub fn update_trust_store(
     run(&mut cmd)?;
     report.did(format!("updated the trust store ({UPDATE_CA})"));
     Ok(())
+}
+
+/// Tells the trust store's hooks (ca-certificates-java keeps a keystore of its own) that the
+/// node CA is gone. `update-ca-certificates` reports removals to its hooks only for certificates
+/// of its own configuration, never for a deleted local one — measured on Debian 12: after
+/// `--fresh` Java still trusted a removed local CA — so uninstall sends the `-` line the hook
+/// protocol defines itself.
+pub fn tell_hooks_removed(root: &Root, report: &mut Report) {
+    let Ok(entries) = std::fs::read_dir(root.at(HOOKS_DIR)) else {
+        return;
+    };
+    let mut hooks: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        // run-parts' naming rule: what update-ca-certificates would run
+        .filter(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .collect();
+    hooks.sort();
+    for name in hooks {
+        let hook = format!("{HOOKS_DIR}/{name}");
+        let mut cmd = if root.is_host() {
+            Command::new(&hook)
+        } else {
+            let mut c = Command::new("chroot");
+            c.arg(&root.dir).arg(&hook);
+            c
+        };
+        let ran = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                let _ = child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(format!("-{TRUST_LINK}\n").as_bytes());
+                child.wait_with_output()
+            });
+        match ran {
+            Ok(out) if out.status.success() => {
+                report.did(format!("told the trust store hook {name} the node CA is gone"))
+            }
+            Ok(out) => report.note(format!(
+                "trust store hook {name} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Err(e) => report.note(format!("trust store hook {name}: {e}")),
+        }
+    }
 }
 
 /// Whether `group` is in the root's /etc/group.

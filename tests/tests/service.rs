@@ -1,0 +1,436 @@
+//! The node as a runner image ships it: the unit passes `systemd-analyze verify` and scores well
+//! on `systemd-analyze security`; `hoopd install --root` lays out every file with its mode and
+//! `uninstall` takes all of it away; and under a real systemd (booted in namespaces of its own,
+//! see `hoop_tests::systemd`) the hardened unit starts (READY only once the node protects),
+//! reloads, stops fail-closed, refuses to start on an invalid configuration (ExecStartPre), and an
+//! install + uninstall on that live system leaves nothing behind. Root only.
+
+use std::{
+    collections::BTreeMap,
+    os::unix::fs::{MetadataExt, PermissionsExt},
+    path::Path,
+    process::Command,
+    time::Duration,
+};
+
+use hoop_tests::{Echo, systemd::Systemd};
+use libtest_mimic::Failed;
+
+fn check(cond: bool, msg: impl FnOnce() -> String) -> Result<(), Failed> {
+    if cond { Ok(()) } else { Err(msg().into()) }
+}
+
+fn unit_source() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/hoopd.service")
+}
+
+/// The unit with ExecStart= pointing at the binary under test (verify checks it exists).
+fn unit_for_test(dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(unit_source()).unwrap();
+    let bin = hoop_tests::hoopd_bin();
+    let p = dir.join("hoopd.service");
+    std::fs::write(&p, text.replace("/usr/bin/hoopd", bin.to_str().unwrap())).unwrap();
+    p
+}
+
+/// "Overall exposure level for hoopd.service: 2.6 OK" → 2.6
+fn exposure(security_output: &str) -> Option<f64> {
+    let line = security_output
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))?;
+    line.split(": ").nth(1)?.split_whitespace().next()?.parse().ok()
+}
+
+fn unit_verifies_and_scores_well(_: &()) -> Result<(), Failed> {
+    let dir = tempdir("verify");
+    let unit = unit_for_test(&dir);
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    check(out.status.success() && err.trim().is_empty(), || {
+        format!("systemd-analyze verify: {:?} {err}", out.status)
+    })?;
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(&unit)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let score = exposure(&text).ok_or_else(|| format!("no score in: {text}"))?;
+    eprintln!("systemd-analyze security (offline): exposure {score}");
+    check(score <= 3.0, || format!("exposure {score} > 3.0:\n{text}"))
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("hoop-test-svc-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Every entry under `dir` with its mode and owner.
+fn listing(dir: &Path) -> BTreeMap<String, (u32, u32)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+            let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+            out.insert(rel, (m.permissions().mode() & 0o7777, m.uid()));
+        }
+    }
+    out
+}
+
+/// `hoopd install --root` into an empty directory: every file, its mode and the trust-store
+/// entry; a second install changes nothing; uninstall leaves the directory empty.
+fn install_into_an_empty_root(_: &()) -> Result<(), Failed> {
+    let root = tempdir("root");
+    let hoopd = hoop_tests::hoopd_bin();
+    let install = || Command::new(&hoopd).arg("install").arg("--root").arg(&root).output();
+    let out = install()?;
+    check(out.status.success(), || format!("install: {out:?}"))?;
+    let l = listing(&root);
+    let want = [
+        ("usr/bin/hoopd", 0o755),
+        ("usr/bin/hoopctl", 0o755),
+        ("usr/lib/systemd/system/hoopd.service", 0o644),
+        ("usr/lib/sysusers.d/hoop.conf", 0o644),
+        ("usr/lib/tmpfiles.d/hoop.conf", 0o644),
+        ("usr/share/doc/hoop/config.md", 0o644),
+        ("etc/hoop/hoop.toml", 0o644),
+        ("etc/systemd/system/multi-user.target.wants/hoopd.service", 0o777),
+        ("var/lib/hoop", 0o700),
+        ("var/lib/hoop/ca", 0o755),
+        ("var/lib/hoop/ca/ca.crt", 0o644),
+        ("var/lib/hoop/ca/ca.key", 0o600),
+        ("var/lib/hoop/audit.key", 0o600),
+        ("var/lib/hoop/audit.key.pub", 0o644),
+        ("usr/local/share/ca-certificates/hoop-node-ca.crt", 0o644),
+    ];
+    for (p, mode) in want {
+        let got = l.get(p).copied();
+        check(got == Some((mode, 0)), || {
+            format!("{p}: {got:?}, want mode {mode:o} owner root")
+        })?;
+    }
+    let read = |p: &str| std::fs::read(root.join(p)).unwrap();
+    check(
+        read("usr/local/share/ca-certificates/hoop-node-ca.crt") == read("var/lib/hoop/ca/ca.crt"),
+        || "the trust-store entry is not the node CA".into(),
+    )?;
+    check(read("usr/bin/hoopd") == std::fs::read(&hoopd)?, || {
+        "installed hoopd differs".into()
+    })?;
+    let enabled = Command::new("systemctl")
+        .arg(format!("--root={}", root.display()))
+        .args(["is-enabled", "hoopd.service"])
+        .output()?;
+    check(String::from_utf8_lossy(&enabled.stdout).trim() == "enabled", || {
+        format!("systemctl --root is-enabled: {enabled:?}")
+    })?;
+    let again = install()?;
+    let text = String::from_utf8_lossy(&again.stdout);
+    check(again.status.success() && !text.contains("installed "), || {
+        format!("a second install rewrote files: {text}")
+    })?;
+    check(listing(&root) == l, || "a second install changed the tree".into())?;
+    let out = Command::new(&hoopd).arg("uninstall").arg("--root").arg(&root).output()?;
+    check(out.status.success(), || format!("uninstall: {out:?}"))?;
+    let left = listing(&root);
+    check(left.is_empty(), || format!("left behind: {left:?}"))?;
+    std::fs::remove_dir(&root)?;
+    Ok(())
+}
+
+const SVC_PORT: u16 = 978;
+const SVC_METRICS: u16 = 19452;
+const ECHO: &str = "127.0.0.6:17600";
+
+fn svc_config(pins: &str, table: &str) -> String {
+    format!(
+        "[listen]\naddress = \"127.0.0.1:{SVC_PORT}\"\naddress6 = \"[::1]:{SVC_PORT}\"\n\
+         [intercept]\npin_dir = \"{pins}\"\nnft_table = \"{table}\"\n\
+         [metrics]\nlisten = \"127.0.0.1:{SVC_METRICS}\"\n\
+         [[target]]\nname = \"echo\"\nprotocol = \"tcp\"\ncidrs = [\"127.0.0.6/32\"]\nports = [17600]\n"
+    )
+}
+
+/// Host-side clean-up if the test fails half-way: the pins and the table are host state.
+struct HostState {
+    pins: String,
+    table: String,
+}
+
+impl Drop for HostState {
+    fn drop(&mut self) {
+        let cfg = std::env::temp_dir().join(format!("hoop-test-svc-td-{}.toml", std::process::id()));
+        let text = format!(
+            "[intercept]\npin_dir = \"{}\"\nnft_table = \"{}\"\n",
+            self.pins, self.table
+        );
+        if std::fs::write(&cfg, text).is_ok() {
+            let _ = Command::new(hoop_tests::hoopd_bin())
+                .arg("--config")
+                .arg(&cfg)
+                .arg("teardown")
+                .output();
+            let _ = std::fs::remove_file(cfg);
+        }
+    }
+}
+
+fn scrape(port: u16) -> String {
+    let out = Command::new("curl")
+        .args(["-sf", "--max-time", "5"])
+        .arg(format!("http://127.0.0.1:{port}/metrics"))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The hardened unit under a real systemd, from install to uninstall.
+fn service_under_systemd(_: &()) -> Result<(), Failed> {
+    if let Some(why) = Systemd::unavailable() {
+        return Err(format!("cannot boot a test systemd here: {why}").into());
+    }
+    let bins = hoop_tests::hoopd_bin().parent().unwrap().to_path_buf();
+    let sd = Systemd::boot("svc", &bins);
+    let before = sd.upper();
+    let host = HostState {
+        pins: format!("/sys/fs/bpf/hoop_test_svc_{}", std::process::id()),
+        table: "hoop_test_svc".into(),
+    };
+    let echo = Echo::start(ECHO);
+    installed_on_a_live_system(&sd)?;
+    sd.write("/etc/hoop/hoop.toml", &svc_config(&host.pins, &host.table));
+    started_only_when_protecting(&sd, &echo)?;
+    reloads_and_stops_fail_closed(&sd, &host)?;
+    invalid_config_keeps_it_from_starting(&sd, &host)?;
+    uninstalled_without_a_trace(&sd, &host, &before)
+}
+
+fn installed_on_a_live_system(sd: &Systemd) -> Result<(), Failed> {
+    let (ok, out, err) = sd.sh("/run/hoop-test-bin/hoopd install");
+    check(ok, || format!("install: {out}{err}"))?;
+    for line in ["created the group hoop-operators", "updated the trust store", "enabled hoopd.service"] {
+        check(out.contains(line), || format!("install did not say {line:?}: {out}"))?;
+    }
+    let facts = [
+        ("systemctl is-enabled hoopd.service", "enabled"),
+        ("stat -c %a:%U:%G /run/hoop", "2750:root:hoop-operators"),
+        ("stat -c %a /var/lib/hoop /var/lib/hoop/ca/ca.key | tr '\\n' ' '", "700 600"),
+        ("getent group hoop-operators | cut -d: -f1", "hoop-operators"),
+        // the system bundle verify-mode clients use now trusts the node CA
+        ("openssl verify -CAfile /etc/ssl/certs/ca-certificates.crt /var/lib/hoop/ca/ca.crt", "/var/lib/hoop/ca/ca.crt: OK"),
+        ("readlink /etc/ssl/certs/hoop-node-ca.pem", "/usr/local/share/ca-certificates/hoop-node-ca.crt"),
+    ];
+    for (cmd, want) in facts {
+        let (_, out, err) = sd.sh(cmd);
+        check(out.trim() == want, || format!("{cmd}: {out:?} {err}, want {want:?}"))?;
+    }
+    check(java_trusts_node_ca(sd) != Some(false), || {
+        "the Java trust store (ca-certificates-java hook) lacks the node CA".into()
+    })?;
+    let (ok, _, err) = sd.sh("systemd-analyze verify hoopd.service");
+    check(ok && err.trim().is_empty(), || format!("verify: {err}"))?;
+    let (_, out, _) = sd.sh("systemd-analyze security --no-pager hoopd.service");
+    let score = exposure(&out).ok_or_else(|| format!("no score: {out}"))?;
+    eprintln!("systemd-analyze security (live): exposure {score}");
+    check(score <= 3.0, || format!("exposure {score}:\n{out}"))
+}
+
+fn started_only_when_protecting(sd: &Systemd, echo: &Echo) -> Result<(), Failed> {
+    let (ok, _, err) = sd.sh("systemctl start hoopd.service");
+    check(ok, || format!("start: {err}\n{}", sd.journal("hoopd.service")))?;
+    // Type=notify: `systemctl start` returned, so the listener already accepts
+    check(
+        std::net::TcpStream::connect(("127.0.0.1", SVC_PORT)).is_ok(),
+        || "listener not up when systemctl start returned".into(),
+    )?;
+    check(
+        sd.prop("hoopd.service", "StatusText").starts_with("protecting 1 targets"),
+        || format!("status: {}", sd.prop("hoopd.service", "StatusText")),
+    )?;
+    let journal = sd.journal("hoopd.service");
+    let ready = journal.find("hoopd ready");
+    let started = journal.find("Started hoopd.service");
+    check(ready.is_some() && started.is_some() && ready < started, || {
+        format!("READY before the node was ready:\n{journal}")
+    })?;
+    check(!journal.contains('\u{1b}'), || format!("ANSI escapes in the journal:\n{journal}"))?;
+    // a workload of another user, in the attached cgroup tree, goes through hoopd
+    let (ok, out, err) = sd.sh(&format!(
+        "systemd-run --wait --pipe -q -p User=nobody /run/hoop-test-bin/hoop-test-client {ECHO} hi"
+    ));
+    check(ok && out.contains("\"reply\":\"hi-0\""), || format!("client: {out} {err}"))?;
+    check(echo.accepted() == 1, || format!("echo saw {}", echo.accepted()))?;
+    let metrics = scrape(SVC_METRICS);
+    check(
+        metrics.contains("hoop_sessions_total{protocol=\"tcp\"} 1")
+            && metrics.contains("hoop_ebpf_redirects_total 1"),
+        || format!("metrics:\n{metrics}"),
+    )
+}
+
+fn reloads_and_stops_fail_closed(sd: &Systemd, host: &HostState) -> Result<(), Failed> {
+    let pid = sd.prop("hoopd.service", "MainPID");
+    let (ok, _, err) = sd.sh("systemctl reload hoopd.service");
+    check(ok, || format!("reload: {err}"))?;
+    wait_for(|| sd.journal("hoopd.service").contains("configuration reloaded"))?;
+    check(sd.prop("hoopd.service", "MainPID") == pid, || "reload restarted hoopd".into())?;
+    check(sd.prop("hoopd.service", "ActiveState") == "active", || "inactive after reload".into())?;
+    let (ok, _, err) = sd.sh("systemctl stop hoopd.service");
+    check(ok, || format!("stop: {err}"))?;
+    check(sd.journal("hoopd.service").contains("hoopd stopping"), || "no stop record".into())?;
+    guard_in_place(host, true)?;
+    // fail closed: the redirect stays and nobody listens
+    let (ok, out, _) = sd.sh(&format!(
+        "systemd-run --wait --pipe -q -p User=nobody /run/hoop-test-bin/hoop-test-client {ECHO} x"
+    ));
+    check(!ok && out.contains("\"ok\":false"), || format!("connected while stopped: {out}"))
+}
+
+fn guard_in_place(host: &HostState, want: bool) -> Result<(), Failed> {
+    let links = std::fs::read_dir(format!("{}/links", host.pins)).map(|d| d.count()).unwrap_or(0);
+    let table = Command::new("nft")
+        .args(["list", "table", "inet", &host.table])
+        .output()?
+        .status
+        .success();
+    check((links == 5 && table) == want, || {
+        format!("pinned links {links}, nft table {table}; wanted present={want}")
+    })
+}
+
+fn invalid_config_keeps_it_from_starting(sd: &Systemd, host: &HostState) -> Result<(), Failed> {
+    let good = svc_config(&host.pins, &host.table);
+    sd.write("/etc/hoop/hoop.toml", &format!("{good}\n[proxy]\nconnect_timout_ms = 5\n"));
+    let (ok, _, _) = sd.sh("systemctl start hoopd.service");
+    check(!ok, || "started with an invalid configuration".into())?;
+    let journal = sd.journal("hoopd.service");
+    check(
+        journal.contains("connect_timout_ms") && journal.contains("status=64/USAGE"),
+        || format!("ExecStartPre did not refuse naming the key:\n{journal}"),
+    )?;
+    check(sd.prop("hoopd.service", "ExecMainPID") == "0", || {
+        format!("hoopd run was started: {}", sd.prop("hoopd.service", "ExecMainPID"))
+    })?;
+    guard_in_place(host, true)?;
+    sd.write("/etc/hoop/hoop.toml", &good);
+    sd.sh("systemctl reset-failed hoopd.service");
+    let (ok, _, err) = sd.sh("systemctl start hoopd.service");
+    check(ok, || format!("start after the fix: {err}"))
+}
+
+fn uninstalled_without_a_trace(
+    sd: &Systemd,
+    host: &HostState,
+    before: &BTreeMap<String, hoop_tests::systemd::Entry>,
+) -> Result<(), Failed> {
+    let (ok, _, err) = sd.sh("/usr/bin/hoopd uninstall");
+    check(!ok && err.contains("--discard-audit"), || {
+        format!("uninstall deleted an audit trail without being asked: {err}")
+    })?;
+    let (ok, out, err) = sd.sh("/usr/bin/hoopd uninstall --discard-audit");
+    check(ok, || format!("uninstall: {out}{err}"))?;
+    guard_in_place(host, false)?;
+    check(!Path::new(&host.pins).exists(), || "pin directory left".into())?;
+    for (cmd, want_ok) in [
+        ("systemctl cat hoopd.service", false),
+        ("getent group hoop-operators", false),
+        ("test -e /run/hoop", false),
+        ("test -e /var/lib/hoop", false),
+    ] {
+        let (ok, _, _) = sd.sh(cmd);
+        check(ok == want_ok, || format!("{cmd}: still there"))?;
+    }
+    check(java_trusts_node_ca(sd) != Some(true), || {
+        "the Java trust store still has the node CA".into()
+    })?;
+    let after = sd.upper();
+    let left: Vec<String> = after
+        .iter()
+        .filter(|(p, e)| before.get(*p) != Some(e) && !same_as_host(p, e) && !noise(p))
+        .map(|(p, e)| format!("{p} ({})", e.0))
+        .collect();
+    check(left.is_empty(), || format!("left behind: {left:#?}"))
+}
+
+/// Whether the Java trust store (when the ca-certificates-java hook maintains one) has the
+/// node CA; `None` without keytool.
+fn java_trusts_node_ca(sd: &Systemd) -> Option<bool> {
+    let (ok, out, _) = sd.sh("command -v keytool >/dev/null && keytool -list -cacerts -storepass changeit");
+    ok.then(|| out.contains("debian:hoop-node-ca.pem"))
+}
+
+/// An upper-layer entry that only restates the host's file: rewritten with the same content,
+/// or (update-ca-certificates does this to a certificate copied into /etc/ssl/certs by hand) a
+/// symlink to a file with the same content.
+fn same_as_host(rel: &str, e: &hoop_tests::systemd::Entry) -> bool {
+    let p = Path::new("/").join(rel);
+    let host = std::fs::symlink_metadata(&p);
+    match e.0 {
+        'l' if host.as_ref().is_ok_and(|m| m.is_file()) => {
+            let target = std::path::PathBuf::from(String::from_utf8_lossy(&e.1).into_owned());
+            std::fs::read(target).ok() == std::fs::read(&p).ok()
+        }
+        'l' => std::fs::read_link(&p).is_ok_and(|t| t.into_os_string().into_encoded_bytes() == e.1),
+        'f' => std::fs::read(&p).is_ok_and(|b| b == e.1),
+        _ => false,
+    }
+}
+
+/// What the system's tools write on their own: the journal, systemd's state, login records,
+/// shadow-utils' `-` backups of the files it edits, and the bookkeeping of the trust store's
+/// hooks (ca-certificates-java runs dpkg triggers and rebuilds its keystore, whose bytes
+/// change on every rebuild — its content is checked with keytool instead).
+fn noise(rel: &str) -> bool {
+    [
+        "var/log/journal/",
+        "var/lib/systemd/",
+        "var/log/wtmp",
+        "var/log/btmp",
+        "var/log/lastlog",
+        "tmp/",
+        "var/lib/dpkg/triggers/",
+        "var/lib/ca-certificates-java/",
+    ]
+    .iter()
+    .any(|p| rel.starts_with(p))
+        || [
+            "etc/group-",
+            "etc/gshadow-",
+            "etc/passwd-",
+            "etc/shadow-",
+            "var/lib/dpkg/status-old",
+            "var/log/dpkg.log",
+            "etc/ssl/certs/java/cacerts",
+        ]
+        .contains(&rel)
+}
+
+fn wait_for(cond: impl Fn() -> bool) -> Result<(), Failed> {
+    for _ in 0..100 {
+        if cond() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err("timed out".into())
+}
+
+fn main() {
+    hoop_tests::run_root_trials(
+        || (),
+        &[
+            ("unit_verifies_and_scores_well", unit_verifies_and_scores_well),
+            ("install_into_an_empty_root", install_into_an_empty_root),
+            ("service_under_systemd", service_under_systemd),
+        ],
+    )
+}
