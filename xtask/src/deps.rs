@@ -7,8 +7,11 @@ use anyhow::Result;
 use crate::status;
 
 /// Real servers and clients of the tests: PostgreSQL 15 (server + psql + pgbench), nftables for
-/// the guard, openssl for test certificates, util-linux for runuser (and unshare), pgbouncer for
-/// benchmarks, dnsmasq (the DNS server) and dig for the DNS-learning tests.
+/// the guard, openssl for test certificates, util-linux for runuser/unshare/nsenter, pgbouncer
+/// for benchmarks, dnsmasq (the DNS server) and dig for the DNS-learning tests; for the service
+/// tests systemd (PID 1 of a test container, systemd-analyze, sysusers, tmpfiles),
+/// ca-certificates (update-ca-certificates), passwd (groupdel), curl (the metrics scraper) and
+/// bsdutils (`script`, a terminal for the log test).
 const TEST_PACKAGES: &[&str] = &[
     "postgresql-15",
     "postgresql-client-15",
@@ -20,6 +23,11 @@ const TEST_PACKAGES: &[&str] = &[
     "pgbouncer",
     "dnsmasq-base",
     "bind9-dnsutils",
+    "systemd",
+    "ca-certificates",
+    "passwd",
+    "curl",
+    "bsdutils",
 ];
 
 pub fn install_test_deps() -> Result<()> {
