@@ -90,14 +90,21 @@ impl Systemd {
         std::fs::create_dir_all(&cgroup).unwrap();
         let procs = cgroup.join("cgroup.procs");
         let mut cmd = Command::new("unshare");
-        cmd.args(["--mount", "--pid", "--fork", "--cgroup", "--propagation", "private"])
-            .args(["--kill-child", "/bin/bash"])
-            .arg(work.join("inner.sh"))
-            .arg(&work)
-            .arg(bin_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "--mount",
+            "--pid",
+            "--fork",
+            "--cgroup",
+            "--propagation",
+            "private",
+        ])
+        .args(["--kill-child", "/bin/bash"])
+        .arg(work.join("inner.sh"))
+        .arg(&work)
+        .arg(bin_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         // SAFETY: only async-signal-safe work between fork and exec: open/write/close.
         unsafe {
             cmd.pre_exec(move || std::fs::write(&procs, b"0"));

@@ -29,6 +29,21 @@ fn value(text: &str, key: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// Scrapes until `key` has `want` (5 s at most); the last scrape.
+fn wait_metric(port: u16, key: &str, want: f64) -> Result<String, Failed> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = scrape(port)?;
+        if value(&text, key) == Some(want) {
+            return Ok(text);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{key} never reached {want}:\n{text}").into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn scrape(port: u16) -> Result<String, Failed> {
     let out = Command::new("curl")
         .args(["-sf", "--max-time", "5"])
@@ -102,7 +117,8 @@ impl Psql {
 }
 
 /// Scraped during and after a real psql session through hoopd: sessions, statements by
-/// decision, added latency, audit progress and eBPF numbers all add up.
+/// decision, added latency, audit progress, eBPF numbers and a statement held for approval all
+/// add up.
 fn metrics_during_a_postgres_session(pg: &Postgres) -> Result<(), Failed> {
     const PORT: u16 = 19451;
     const N: u64 = 20;
@@ -110,12 +126,15 @@ fn metrics_during_a_postgres_session(pg: &Postgres) -> Result<(), Failed> {
     let cfg = env.config(&format!(
         "[metrics]\nlisten = \"127.0.0.1:{PORT}\"\n\
          [[target]]\nname = \"pg\"\nprotocol = \"postgres\"\ncidrs = [\"{PG_HOST}/32\"]\nports = [{PG_PORT}]\n\
-         upstream_ca = \"{}\"\ndeny_statements = [\"truncate\"]\n",
+         upstream_ca = \"{}\"\ndeny_statements = [\"truncate\"]\nreview_statements = [\"delete\"]\n",
         pg.ca_path().display()
     ));
     let _hoopd = hoop_tests::Hoopd::start(&env.write_config(&cfg), None);
     let idle = scrape(PORT)?;
-    check(value(&idle, "hoop_sessions_live{protocol=\"postgres\"}") == Some(0.0), || idle.clone())?;
+    check(
+        value(&idle, "hoop_sessions_live{protocol=\"postgres\"}") == Some(0.0),
+        || idle.clone(),
+    )?;
     let mut psql = Psql::start(&env);
     for i in 0..N {
         psql.send(&format!("SELECT {i} AS n;\n"));
@@ -130,30 +149,71 @@ fn metrics_during_a_postgres_session(pg: &Postgres) -> Result<(), Failed> {
     check(v(&pgl("hoop_sessions_live", ""))? == 1.0, || live.clone())?;
     check(v(&pgl("hoop_sessions_total", ""))? == 1.0, || live.clone())?;
     // N + the marker allowed, the TRUNCATE denied before it reached the server
-    check(v(&pgl("hoop_statements_total", ",decision=\"allow\""))? == (N + 1) as f64, || live.clone())?;
-    check(v(&pgl("hoop_statements_total", ",decision=\"deny\""))? == 1.0, || live.clone())?;
-    check(v(&pgl("hoop_statements_total", ",decision=\"refused\""))? == 0.0, || live.clone())?;
+    check(
+        v(&pgl("hoop_statements_total", ",decision=\"allow\""))? == (N + 1) as f64,
+        || live.clone(),
+    )?;
+    check(
+        v(&pgl("hoop_statements_total", ",decision=\"deny\""))? == 1.0,
+        || live.clone(),
+    )?;
+    check(
+        v(&pgl("hoop_statements_total", ",decision=\"refused\""))? == 0.0,
+        || live.clone(),
+    )?;
     let count = v(&pgl("hoop_statement_added_latency_seconds_count", ""))?;
     let sum = v(&pgl("hoop_statement_added_latency_seconds_sum", ""))?;
-    let inf = v(&pgl("hoop_statement_added_latency_seconds_bucket", ",le=\"+Inf\""))?;
+    let inf = v(&pgl(
+        "hoop_statement_added_latency_seconds_bucket",
+        ",le=\"+Inf\"",
+    ))?;
     check(count == (N + 2) as f64 && inf == count, || live.clone())?;
     let mean = sum / count;
-    eprintln!("added latency: mean {:.1} µs over {count} requests", mean * 1e6);
-    check(mean > 0.0 && mean < 0.05, || format!("mean added latency {mean} s"))?;
-    check(v("hoop_ebpf_redirects_total")? >= 1.0, || live.clone())?;
-    check(v("hoop_ebpf_map_entries{map=\"HOOP_TARGETS_V4\"}")? == 1.0, || live.clone())?;
-    check(v("hoop_ebpf_map_capacity{map=\"HOOP_BY_CLIENT\"}")? == 65536.0, || live.clone())?;
-    // request + response per statement, plus daemon and session records
-    check(v("hoop_audit_records_total")? >= (2 * (N + 2)) as f64, || live.clone())?;
-    check(v("hoop_audit_failed")? == 0.0 && v("hoop_audit_durable_lag_seconds")? < 1.0, || {
-        live.clone()
+    eprintln!(
+        "added latency: mean {:.1} µs over {count} requests",
+        mean * 1e6
+    );
+    check(mean > 0.0 && mean < 0.05, || {
+        format!("mean added latency {mean} s")
     })?;
+    check(v("hoop_ebpf_redirects_total")? >= 1.0, || live.clone())?;
+    check(
+        v("hoop_ebpf_map_entries{map=\"HOOP_TARGETS_V4\"}")? == 1.0,
+        || live.clone(),
+    )?;
+    check(
+        v("hoop_ebpf_map_capacity{map=\"HOOP_BY_CLIENT\"}")? == 65536.0,
+        || live.clone(),
+    )?;
+    // request + response per statement, plus daemon and session records
+    check(
+        v("hoop_audit_records_total")? >= (2 * (N + 2)) as f64,
+        || live.clone(),
+    )?;
+    check(
+        v("hoop_audit_failed")? == 0.0 && v("hoop_audit_durable_lag_seconds")? < 1.0,
+        || live.clone(),
+    )?;
     check(v("hoop_approvals_pending")? == 0.0, || live.clone())?;
-    check(scrape_time < Duration::from_secs(1), || format!("scrape took {scrape_time:?}"))?;
-    drop(psql.child.stdin.take());
+    check(scrape_time < Duration::from_secs(1), || {
+        format!("scrape took {scrape_time:?}")
+    })?;
+    // a DELETE is held for an approver; psql waits for it
+    psql.send("DELETE FROM hoop_metrics_never;\n");
+    let held = wait_metric(PORT, "hoop_approvals_pending", 1.0)?;
+    check(
+        value(&held, &pgl("hoop_statements_total", ",decision=\"review\"")) == Some(1.0)
+            && value(
+                &held,
+                &pgl("hoop_statement_added_latency_seconds_count", ""),
+            ) == Some(count),
+        || held.clone(),
+    )?;
+    // the client goes away: its request is withdrawn
+    psql.child.kill()?;
     psql.child.wait()?;
-    std::thread::sleep(Duration::from_millis(200));
-    let after = scrape(PORT)?;
+    wait_metric(PORT, "hoop_approvals_pending", 0.0)?;
+    let after = wait_metric(PORT, &pgl("hoop_sessions_live", ""), 0.0)?;
     check(
         value(&after, &pgl("hoop_sessions_live", "")) == Some(0.0)
             && value(&after, &pgl("hoop_sessions_total", "")) == Some(1.0),
@@ -181,7 +241,9 @@ fn notify_protocol(_: &Postgres) -> Result<(), Failed> {
         .spawn()?;
     let recv = || -> Result<String, Failed> {
         let mut buf = [0u8; 4096];
-        let n = sock.recv(&mut buf).map_err(|e| format!("no notification: {e}"))?;
+        let n = sock
+            .recv(&mut buf)
+            .map_err(|e| format!("no notification: {e}"))?;
         Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
     };
     let first = recv()?;
@@ -213,12 +275,16 @@ fn notify_protocol(_: &Postgres) -> Result<(), Failed> {
                 || format!("{reloading:?}"),
             )?;
             let ready = recv()?;
-            check(ready.contains("READY=1\n"), || format!("after reload: {ready:?}"))?;
+            check(ready.contains("READY=1\n"), || {
+                format!("after reload: {ready:?}")
+            })?;
         }
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let stopping = recv()?;
-        check(stopping.contains("STOPPING=1\n"), || format!("{stopping:?}"))?;
+        check(stopping.contains("STOPPING=1\n"), || {
+            format!("{stopping:?}")
+        })?;
         let st = child.wait()?;
         check(st.success(), || format!("exit {st}"))
     })();
@@ -244,7 +310,10 @@ fn journal_friendly_logs(_: &Postgres) -> Result<(), Failed> {
         let file = std::fs::File::create(&log)?;
         let meta = file.metadata()?;
         let mut cmd = Command::new(&hoopd);
-        cmd.arg("--config").arg(&cfg).stderr(file).env_remove("NO_COLOR");
+        cmd.arg("--config")
+            .arg(&cfg)
+            .stderr(file)
+            .env_remove("NO_COLOR");
         if journal {
             cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
         } else {
@@ -261,14 +330,15 @@ fn journal_friendly_logs(_: &Postgres) -> Result<(), Failed> {
     };
     let journal = line(&run_to_file(true)?);
     check(
-        !journal.is_empty() && !journal.contains('\u{1b}') && !journal.trim_start().starts_with("20"),
+        !journal.is_empty()
+            && !journal.contains('\u{1b}')
+            && !journal.trim_start().starts_with("20"),
         || format!("journal line: {journal:?}"),
     )?;
     let file = line(&run_to_file(false)?);
-    check(
-        !file.contains('\u{1b}') && file.starts_with("20"),
-        || format!("file line: {file:?}"),
-    )?;
+    check(!file.contains('\u{1b}') && file.starts_with("20"), || {
+        format!("file line: {file:?}")
+    })?;
     // a terminal: `script` gives hoopd a pty
     let on_tty = |no_color: bool| -> Result<String, Failed> {
         let mut cmd = Command::new("script");
@@ -285,16 +355,23 @@ fn journal_friendly_logs(_: &Postgres) -> Result<(), Failed> {
         Ok(line(&String::from_utf8_lossy(&out.stdout)))
     };
     let tty = on_tty(false)?;
-    check(tty.contains('\u{1b}'), || format!("no colour on a terminal: {tty:?}"))?;
+    check(tty.contains('\u{1b}'), || {
+        format!("no colour on a terminal: {tty:?}")
+    })?;
     let plain = on_tty(true)?;
-    check(!plain.is_empty() && !plain.contains('\u{1b}'), || format!("NO_COLOR: {plain:?}"))
+    check(!plain.is_empty() && !plain.contains('\u{1b}'), || {
+        format!("NO_COLOR: {plain:?}")
+    })
 }
 
 fn main() {
     hoop_tests::run_root_trials(
         || Postgres::start("metrics", PG_HOST, PG_PORT),
         &[
-            ("metrics_during_a_postgres_session", metrics_during_a_postgres_session),
+            (
+                "metrics_during_a_postgres_session",
+                metrics_during_a_postgres_session,
+            ),
             ("notify_protocol", notify_protocol),
             ("journal_friendly_logs", journal_friendly_logs),
         ],

@@ -38,7 +38,12 @@ fn exposure(security_output: &str) -> Option<f64> {
     let line = security_output
         .lines()
         .find(|l| l.contains("Overall exposure level"))?;
-    line.split(": ").nth(1)?.split_whitespace().next()?.parse().ok()
+    line.split(": ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn unit_verifies_and_scores_well(_: &()) -> Result<(), Failed> {
@@ -91,7 +96,13 @@ fn listing(dir: &Path) -> BTreeMap<String, (u32, u32)> {
 fn install_into_an_empty_root(_: &()) -> Result<(), Failed> {
     let root = tempdir("root");
     let hoopd = hoop_tests::hoopd_bin();
-    let install = || Command::new(&hoopd).arg("install").arg("--root").arg(&root).output();
+    let install = || {
+        Command::new(&hoopd)
+            .arg("install")
+            .arg("--root")
+            .arg(&root)
+            .output()
+    };
     let out = install()?;
     check(out.status.success(), || format!("install: {out:?}"))?;
     let l = listing(&root);
@@ -103,7 +114,10 @@ fn install_into_an_empty_root(_: &()) -> Result<(), Failed> {
         ("usr/lib/tmpfiles.d/hoop.conf", 0o644),
         ("usr/share/doc/hoop/config.md", 0o644),
         ("etc/hoop/hoop.toml", 0o644),
-        ("etc/systemd/system/multi-user.target.wants/hoopd.service", 0o777),
+        (
+            "etc/systemd/system/multi-user.target.wants/hoopd.service",
+            0o777,
+        ),
         ("var/lib/hoop", 0o700),
         ("var/lib/hoop/ca", 0o755),
         ("var/lib/hoop/ca/ca.crt", 0o644),
@@ -130,16 +144,24 @@ fn install_into_an_empty_root(_: &()) -> Result<(), Failed> {
         .arg(format!("--root={}", root.display()))
         .args(["is-enabled", "hoopd.service"])
         .output()?;
-    check(String::from_utf8_lossy(&enabled.stdout).trim() == "enabled", || {
-        format!("systemctl --root is-enabled: {enabled:?}")
-    })?;
+    check(
+        String::from_utf8_lossy(&enabled.stdout).trim() == "enabled",
+        || format!("systemctl --root is-enabled: {enabled:?}"),
+    )?;
     let again = install()?;
     let text = String::from_utf8_lossy(&again.stdout);
-    check(again.status.success() && !text.contains("installed "), || {
-        format!("a second install rewrote files: {text}")
+    check(
+        again.status.success() && !text.contains("installed "),
+        || format!("a second install rewrote files: {text}"),
+    )?;
+    check(listing(&root) == l, || {
+        "a second install changed the tree".into()
     })?;
-    check(listing(&root) == l, || "a second install changed the tree".into())?;
-    let out = Command::new(&hoopd).arg("uninstall").arg("--root").arg(&root).output()?;
+    let out = Command::new(&hoopd)
+        .arg("uninstall")
+        .arg("--root")
+        .arg(&root)
+        .output()?;
     check(out.status.success(), || format!("uninstall: {out:?}"))?;
     let left = listing(&root);
     check(left.is_empty(), || format!("left behind: {left:?}"))?;
@@ -168,7 +190,8 @@ struct HostState {
 
 impl Drop for HostState {
     fn drop(&mut self) {
-        let cfg = std::env::temp_dir().join(format!("hoop-test-svc-td-{}.toml", std::process::id()));
+        let cfg =
+            std::env::temp_dir().join(format!("hoop-test-svc-td-{}.toml", std::process::id()));
         let text = format!(
             "[intercept]\npin_dir = \"{}\"\nnft_table = \"{}\"\n",
             self.pins, self.table
@@ -217,21 +240,41 @@ fn service_under_systemd(_: &()) -> Result<(), Failed> {
 fn installed_on_a_live_system(sd: &Systemd) -> Result<(), Failed> {
     let (ok, out, err) = sd.sh("/run/hoop-test-bin/hoopd install");
     check(ok, || format!("install: {out}{err}"))?;
-    for line in ["created the group hoop-operators", "updated the trust store", "enabled hoopd.service"] {
-        check(out.contains(line), || format!("install did not say {line:?}: {out}"))?;
+    for line in [
+        "created the group hoop-operators",
+        "updated the trust store",
+        "enabled hoopd.service",
+    ] {
+        check(out.contains(line), || {
+            format!("install did not say {line:?}: {out}")
+        })?;
     }
     let facts = [
         ("systemctl is-enabled hoopd.service", "enabled"),
         ("stat -c %a:%U:%G /run/hoop", "2750:root:hoop-operators"),
-        ("stat -c %a /var/lib/hoop /var/lib/hoop/ca/ca.key | tr '\\n' ' '", "700 600"),
-        ("getent group hoop-operators | cut -d: -f1", "hoop-operators"),
+        (
+            "stat -c %a /var/lib/hoop /var/lib/hoop/ca/ca.key | tr '\\n' ' '",
+            "700 600",
+        ),
+        (
+            "getent group hoop-operators | cut -d: -f1",
+            "hoop-operators",
+        ),
         // the system bundle verify-mode clients use now trusts the node CA
-        ("openssl verify -CAfile /etc/ssl/certs/ca-certificates.crt /var/lib/hoop/ca/ca.crt", "/var/lib/hoop/ca/ca.crt: OK"),
-        ("readlink /etc/ssl/certs/hoop-node-ca.pem", "/usr/local/share/ca-certificates/hoop-node-ca.crt"),
+        (
+            "openssl verify -CAfile /etc/ssl/certs/ca-certificates.crt /var/lib/hoop/ca/ca.crt",
+            "/var/lib/hoop/ca/ca.crt: OK",
+        ),
+        (
+            "readlink /etc/ssl/certs/hoop-node-ca.pem",
+            "/usr/local/share/ca-certificates/hoop-node-ca.crt",
+        ),
     ];
     for (cmd, want) in facts {
         let (_, out, err) = sd.sh(cmd);
-        check(out.trim() == want, || format!("{cmd}: {out:?} {err}, want {want:?}"))?;
+        check(out.trim() == want, || {
+            format!("{cmd}: {out:?} {err}, want {want:?}")
+        })?;
     }
     check(java_trusts_node_ca(sd) != Some(false), || {
         "the Java trust store (ca-certificates-java hook) lacks the node CA".into()
@@ -246,29 +289,39 @@ fn installed_on_a_live_system(sd: &Systemd) -> Result<(), Failed> {
 
 fn started_only_when_protecting(sd: &Systemd, echo: &Echo) -> Result<(), Failed> {
     let (ok, _, err) = sd.sh("systemctl start hoopd.service");
-    check(ok, || format!("start: {err}\n{}", sd.journal("hoopd.service")))?;
+    check(ok, || {
+        format!("start: {err}\n{}", sd.journal("hoopd.service"))
+    })?;
     // Type=notify: `systemctl start` returned, so the listener already accepts
     check(
         std::net::TcpStream::connect(("127.0.0.1", SVC_PORT)).is_ok(),
         || "listener not up when systemctl start returned".into(),
     )?;
     check(
-        sd.prop("hoopd.service", "StatusText").starts_with("protecting 1 targets"),
+        sd.prop("hoopd.service", "StatusText")
+            .starts_with("protecting 1 targets"),
         || format!("status: {}", sd.prop("hoopd.service", "StatusText")),
     )?;
     let journal = sd.journal("hoopd.service");
     let ready = journal.find("hoopd ready");
     let started = journal.find("Started hoopd.service");
-    check(ready.is_some() && started.is_some() && ready < started, || {
-        format!("READY before the node was ready:\n{journal}")
+    check(
+        ready.is_some() && started.is_some() && ready < started,
+        || format!("READY before the node was ready:\n{journal}"),
+    )?;
+    check(!journal.contains('\u{1b}'), || {
+        format!("ANSI escapes in the journal:\n{journal}")
     })?;
-    check(!journal.contains('\u{1b}'), || format!("ANSI escapes in the journal:\n{journal}"))?;
     // a workload of another user, in the attached cgroup tree, goes through hoopd
     let (ok, out, err) = sd.sh(&format!(
         "systemd-run --wait --pipe -q -p User=nobody /run/hoop-test-bin/hoop-test-client {ECHO} hi"
     ));
-    check(ok && out.contains("\"reply\":\"hi-0\""), || format!("client: {out} {err}"))?;
-    check(echo.accepted() == 1, || format!("echo saw {}", echo.accepted()))?;
+    check(ok && out.contains("\"reply\":\"hi-0\""), || {
+        format!("client: {out} {err}")
+    })?;
+    check(echo.accepted() == 1, || {
+        format!("echo saw {}", echo.accepted())
+    })?;
     let metrics = scrape(SVC_METRICS);
     check(
         metrics.contains("hoop_sessions_total{protocol=\"tcp\"} 1")
@@ -281,22 +334,36 @@ fn reloads_and_stops_fail_closed(sd: &Systemd, host: &HostState) -> Result<(), F
     let pid = sd.prop("hoopd.service", "MainPID");
     let (ok, _, err) = sd.sh("systemctl reload hoopd.service");
     check(ok, || format!("reload: {err}"))?;
-    wait_for(|| sd.journal("hoopd.service").contains("configuration reloaded"))?;
-    check(sd.prop("hoopd.service", "MainPID") == pid, || "reload restarted hoopd".into())?;
-    check(sd.prop("hoopd.service", "ActiveState") == "active", || "inactive after reload".into())?;
+    wait_for(|| {
+        sd.journal("hoopd.service")
+            .contains("configuration reloaded")
+    })?;
+    check(sd.prop("hoopd.service", "MainPID") == pid, || {
+        "reload restarted hoopd".into()
+    })?;
+    check(sd.prop("hoopd.service", "ActiveState") == "active", || {
+        "inactive after reload".into()
+    })?;
     let (ok, _, err) = sd.sh("systemctl stop hoopd.service");
     check(ok, || format!("stop: {err}"))?;
-    check(sd.journal("hoopd.service").contains("hoopd stopping"), || "no stop record".into())?;
+    check(
+        sd.journal("hoopd.service").contains("hoopd stopping"),
+        || "no stop record".into(),
+    )?;
     guard_in_place(host, true)?;
     // fail closed: the redirect stays and nobody listens
     let (ok, out, _) = sd.sh(&format!(
         "systemd-run --wait --pipe -q -p User=nobody /run/hoop-test-bin/hoop-test-client {ECHO} x"
     ));
-    check(!ok && out.contains("\"ok\":false"), || format!("connected while stopped: {out}"))
+    check(!ok && out.contains("\"ok\":false"), || {
+        format!("connected while stopped: {out}")
+    })
 }
 
 fn guard_in_place(host: &HostState, want: bool) -> Result<(), Failed> {
-    let links = std::fs::read_dir(format!("{}/links", host.pins)).map(|d| d.count()).unwrap_or(0);
+    let links = std::fs::read_dir(format!("{}/links", host.pins))
+        .map(|d| d.count())
+        .unwrap_or(0);
     let table = Command::new("nft")
         .args(["list", "table", "inet", &host.table])
         .output()?
@@ -309,7 +376,10 @@ fn guard_in_place(host: &HostState, want: bool) -> Result<(), Failed> {
 
 fn invalid_config_keeps_it_from_starting(sd: &Systemd, host: &HostState) -> Result<(), Failed> {
     let good = svc_config(&host.pins, &host.table);
-    sd.write("/etc/hoop/hoop.toml", &format!("{good}\n[proxy]\nconnect_timout_ms = 5\n"));
+    sd.write(
+        "/etc/hoop/hoop.toml",
+        &format!("{good}\n[proxy]\nconnect_timout_ms = 5\n"),
+    );
     let (ok, _, _) = sd.sh("systemctl start hoopd.service");
     check(!ok, || "started with an invalid configuration".into())?;
     let journal = sd.journal("hoopd.service");
@@ -318,7 +388,10 @@ fn invalid_config_keeps_it_from_starting(sd: &Systemd, host: &HostState) -> Resu
         || format!("ExecStartPre did not refuse naming the key:\n{journal}"),
     )?;
     check(sd.prop("hoopd.service", "ExecMainPID") == "0", || {
-        format!("hoopd run was started: {}", sd.prop("hoopd.service", "ExecMainPID"))
+        format!(
+            "hoopd run was started: {}",
+            sd.prop("hoopd.service", "ExecMainPID")
+        )
     })?;
     guard_in_place(host, true)?;
     sd.write("/etc/hoop/hoop.toml", &good);
@@ -339,7 +412,9 @@ fn uninstalled_without_a_trace(
     let (ok, out, err) = sd.sh("/usr/bin/hoopd uninstall --discard-audit");
     check(ok, || format!("uninstall: {out}{err}"))?;
     guard_in_place(host, false)?;
-    check(!Path::new(&host.pins).exists(), || "pin directory left".into())?;
+    check(!Path::new(&host.pins).exists(), || {
+        "pin directory left".into()
+    })?;
     for (cmd, want_ok) in [
         ("systemctl cat hoopd.service", false),
         ("getent group hoop-operators", false),
@@ -364,7 +439,8 @@ fn uninstalled_without_a_trace(
 /// Whether the Java trust store (when the ca-certificates-java hook maintains one) has the
 /// node CA; `None` without keytool.
 fn java_trusts_node_ca(sd: &Systemd) -> Option<bool> {
-    let (ok, out, _) = sd.sh("command -v keytool >/dev/null && keytool -list -cacerts -storepass changeit");
+    let (ok, out, _) =
+        sd.sh("command -v keytool >/dev/null && keytool -list -cacerts -storepass changeit");
     ok.then(|| out.contains("debian:hoop-node-ca.pem"))
 }
 
@@ -428,7 +504,10 @@ fn main() {
     hoop_tests::run_root_trials(
         || (),
         &[
-            ("unit_verifies_and_scores_well", unit_verifies_and_scores_well),
+            (
+                "unit_verifies_and_scores_well",
+                unit_verifies_and_scores_well,
+            ),
             ("install_into_an_empty_root", install_into_an_empty_root),
             ("service_under_systemd", service_under_systemd),
         ],

@@ -91,7 +91,10 @@ pub fn tell_hooks_removed(root: &Root, report: &mut Report) {
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         // run-parts' naming rule: what update-ca-certificates would run
-        .filter(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .filter(|n| {
+            n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
         .collect();
     hooks.sort();
     for name in hooks {
@@ -117,9 +120,9 @@ pub fn tell_hooks_removed(root: &Root, report: &mut Report) {
                 child.wait_with_output()
             });
         match ran {
-            Ok(out) if out.status.success() => {
-                report.did(format!("told the trust store hook {name} the node CA is gone"))
-            }
+            Ok(out) if out.status.success() => report.did(format!(
+                "told the trust store hook {name} the node CA is gone"
+            )),
             Ok(out) => report.note(format!(
                 "trust store hook {name} failed ({}): {}",
                 out.status,

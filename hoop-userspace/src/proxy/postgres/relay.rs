@@ -212,7 +212,10 @@ async fn client_to_server(
             }
         }
         // a held request's wait is the approver's, not hoopd's: not observed
-        let requests = state.receipts.len() - usize::from(held.is_some());
+        let requests = state
+            .receipts
+            .len()
+            .saturating_sub(usize::from(held.is_some()));
         // strict durability: nothing is forwarded before the fdatasync covering its record
         // (one group commit for every record of this read)
         if strict {
