@@ -322,6 +322,19 @@ fn started_only_when_protecting(sd: &Systemd, echo: &Echo) -> Result<(), Failed>
     check(echo.accepted() == 1, || {
         format!("echo saw {}", echo.accepted())
     })?;
+    // an operator (a member of hoop-operators) reaches the control socket; the socket got its
+    // group from the setgid /run/hoop, not from a CAP_CHOWN hoopd does not have
+    let (_, group, _) = sd.sh("stat -c %G /run/hoop/control.sock");
+    check(group.trim() == "hoop-operators", || {
+        format!("socket group {group}")
+    })?;
+    let (ok, out, err) = sd.sh(
+        "useradd --system --no-create-home -G hoop-operators hoopop && \
+         runuser -u hoopop -- /usr/bin/hoopctl sessions --json; rc=$?; userdel hoopop; exit $rc",
+    );
+    check(ok && out.trim_start().starts_with('['), || {
+        format!("operator: {out} {err}")
+    })?;
     let metrics = scrape(SVC_METRICS);
     check(
         metrics.contains("hoop_sessions_total{protocol=\"tcp\"} 1")
