@@ -169,6 +169,102 @@ fn install_into_an_empty_root(_: &()) -> Result<(), Failed> {
     Ok(())
 }
 
+/// `CAP_X` names of the unit's CapabilityBoundingSet=, lower-cased without the prefix, as
+/// setpriv takes them.
+fn unit_capabilities() -> Vec<String> {
+    let text = std::fs::read_to_string(unit_source()).unwrap();
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("CapabilityBoundingSet= in the unit");
+    line.split_whitespace()
+        .map(|c| c.trim_start_matches("CAP_").to_ascii_lowercase())
+        .collect()
+}
+
+/// hoopd as root but bounded to `caps`, as the unit runs it; waits for "hoopd ready".
+fn hoopd_bounded(cfg: &Path, caps: &[String]) -> Result<hoop_tests::Hoopd, Failed> {
+    use std::io::BufRead;
+    let bounding: String = std::iter::once("-all".to_string())
+        .chain(caps.iter().map(|c| format!("+{c}")))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut child = Command::new("setpriv")
+        .arg(format!("--bounding-set={bounding}"))
+        .arg("--inh-caps=-all")
+        .arg(hoop_tests::hoopd_bin())
+        .arg("--config")
+        .arg(cfg)
+        .env("HOOP_LOG_FORMAT", "json")
+        .env("HOOP_LOG", "warn,hoop=info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = logs.clone();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let v = serde_json::from_str(&line).unwrap_or(serde_json::Value::String(line));
+            sink.lock().unwrap().push(v);
+        }
+    });
+    let mut h = hoop_tests::Hoopd { child, logs };
+    h.wait_log(|v| v["message"] == "hoopd ready", Duration::from_secs(20))
+        .map_err(|log| format!("hoopd with {bounding} not ready:\n{log}"))?;
+    Ok(h)
+}
+
+/// The unit's capability set is enough for the whole data path, and CAP_SYS_PTRACE is what lets
+/// hoopd see who another user's process is (the other capabilities are needed to start at all:
+/// removing any one of them stops the load, the attach or the guard).
+fn capabilities_of_the_unit_suffice(_: &()) -> Result<(), Failed> {
+    const CLIENT: &str = env!("CARGO_BIN_EXE_hoop-test-client");
+    let caps = unit_capabilities();
+    let env = hoop_tests::Env::new("svc-caps", 19404);
+    let echo = Echo::start("127.0.0.8:17800");
+    let cfg = env.write_config(&env.config(
+        "[metrics]\nenabled = false\n[[target]]\nname = \"echo\"\nprotocol = \"tcp\"\ncidrs = [\"127.0.0.8/32\"]\nports = [17800]\n",
+    ));
+    let without_ptrace: Vec<String> = caps
+        .iter()
+        .filter(|c| *c != "sys_ptrace")
+        .cloned()
+        .collect();
+    for (set, attributed) in [(&caps, true), (&without_ptrace, false)] {
+        let h = hoopd_bounded(&cfg, set)?;
+        // a process of another user, in the intercepted cgroup
+        let out = env
+            .cgroup
+            .command("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                CLIENT,
+                "127.0.0.8:17800",
+                "hi",
+            ])
+            .output()?;
+        check(out.status.success(), || format!("client: {out:?}"))?;
+        let mut h = h;
+        let end = h
+            .wait_log(|v| v["event"] == "session_end", Duration::from_secs(5))
+            .map_err(|l| format!("no session end: {l}"))?;
+        let exe = end["exe"].as_str().unwrap_or("");
+        check(
+            exe.ends_with("hoop-test-client") == attributed && end["uid"] == 65534,
+            || format!("caps {set:?}: session_end {end}"),
+        )?;
+        h.kill9();
+    }
+    check(echo.accepted() == 2, || {
+        format!("echo saw {}", echo.accepted())
+    })
+}
+
 const SVC_PORT: u16 = 978;
 const SVC_METRICS: u16 = 19452;
 const ECHO: &str = "127.0.0.6:17600";
@@ -522,6 +618,10 @@ fn main() {
                 unit_verifies_and_scores_well,
             ),
             ("install_into_an_empty_root", install_into_an_empty_root),
+            (
+                "capabilities_of_the_unit_suffice",
+                capabilities_of_the_unit_suffice,
+            ),
             ("service_under_systemd", service_under_systemd),
         ],
     )
