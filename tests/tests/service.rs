@@ -61,6 +61,7 @@ fn unit_verifies_and_scores_well(_: &()) -> Result<(), Failed> {
         .args(["security", "--offline=yes", "--no-pager"])
         .arg(&unit)
         .output()?;
+    let _ = std::fs::remove_dir_all(&dir);
     let text = String::from_utf8_lossy(&out.stdout);
     let score = exposure(&text).ok_or_else(|| format!("no score in: {text}"))?;
     eprintln!("systemd-analyze security (offline): exposure {score}");
