@@ -248,9 +248,12 @@ fn notify_protocol(_: &Postgres) -> Result<(), Failed> {
     };
     let first = recv()?;
     // state at the moment READY arrives
-    let links = std::fs::read_dir(format!("{}/links", env.pin_dir()))
-        .map(|d| d.count())
-        .unwrap_or(0);
+    let count = |d: &str| {
+        std::fs::read_dir(format!("{}/{d}", env.pin_dir()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let (links, progs) = (count("links"), count("progs"));
     let guard = Command::new("nft")
         .args(["list", "table", "inet", &env.nft_table()])
         .output()?
@@ -262,8 +265,8 @@ fn notify_protocol(_: &Postgres) -> Result<(), Failed> {
             first.contains("READY=1\n") && first.contains("STATUS=protecting 1 targets"),
             || format!("first notification: {first:?}"),
         )?;
-        check(links == 5 && guard && listening, || {
-            format!("READY with links={links} guard={guard} listening={listening}")
+        check(links > 0 && links == progs && guard && listening, || {
+            format!("READY with links={links}/{progs} guard={guard} listening={listening}")
         })?;
         for config in [cfg.as_str(), "[listen]\nbogus = 1\n"] {
             std::fs::write(&path, config)?;

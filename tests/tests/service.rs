@@ -266,7 +266,8 @@ fn capabilities_of_the_unit_suffice(_: &()) -> Result<(), Failed> {
     })
 }
 
-const SVC_PORT: u16 = 978;
+const SVC_PORT: u16 = 979;
+const SVC_DNS: u16 = 19453;
 const SVC_METRICS: u16 = 19452;
 const ECHO: &str = "127.0.0.6:17600";
 
@@ -274,7 +275,7 @@ fn svc_config(pins: &str, table: &str) -> String {
     format!(
         "[listen]\naddress = \"127.0.0.1:{SVC_PORT}\"\naddress6 = \"[::1]:{SVC_PORT}\"\n\
          [intercept]\npin_dir = \"{pins}\"\nnft_table = \"{table}\"\n\
-         [metrics]\nlisten = \"127.0.0.1:{SVC_METRICS}\"\n\
+         [metrics]\nlisten = \"127.0.0.1:{SVC_METRICS}\"\n[dns]\nport = {SVC_DNS}\n\
          [[target]]\nname = \"echo\"\nprotocol = \"tcp\"\ncidrs = [\"127.0.0.6/32\"]\nports = [17600]\n"
     )
 }
@@ -471,15 +472,19 @@ fn reloads_and_stops_fail_closed(sd: &Systemd, host: &HostState) -> Result<(), F
 }
 
 fn guard_in_place(host: &HostState, want: bool) -> Result<(), Failed> {
-    let links = std::fs::read_dir(format!("{}/links", host.pins))
-        .map(|d| d.count())
-        .unwrap_or(0);
+    let count = |d: &str| {
+        std::fs::read_dir(format!("{}/{d}", host.pins))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let links = count("links");
+    let all_linked = links > 0 && links == count("progs");
     let table = Command::new("nft")
         .args(["list", "table", "inet", &host.table])
         .output()?
         .status
         .success();
-    check((links == 5 && table) == want, || {
+    check((all_linked && table) == want, || {
         format!("pinned links {links}, nft table {table}; wanted present={want}")
     })
 }

@@ -23,6 +23,12 @@ const COUNTED: [&str; 4] = [
 ];
 
 impl Intercept {
+    /// Addresses learned from DNS answers now (a length read under the lock the learning path
+    /// holds only while it updates the table).
+    pub fn learned_count(&self) -> usize {
+        self.learned.lock().unwrap().len()
+    }
+
     /// One syscall per entry; counts are capped at the capacity (an LRU map under churn can make
     /// key iteration restart).
     pub fn map_occupancy(&self) -> Result<Vec<MapOccupancy>, InterceptError> {

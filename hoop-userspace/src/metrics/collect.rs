@@ -28,6 +28,8 @@ pub struct Snapshot {
     /// `None` when the pinned maps could not be read (the reason is logged).
     pub maps: Option<Vec<MapOccupancy>>,
     pub targets: usize,
+    /// Addresses learned from DNS answers.
+    pub dns_learned: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +59,7 @@ impl Snapshot {
             ebpf: node.intercept.stats(),
             maps,
             targets: configured.len(),
+            dns_learned: node.intercept.learned_count(),
         }
     }
 
@@ -296,6 +299,29 @@ impl Snapshot {
             MetricType::Counter,
             [(vec![], s.record_failed)],
             counter,
+        )?;
+        let dns = [
+            ("redirected", s.dns_redirected),
+            ("direct", s.dns_direct),
+            ("dropped", s.dns_dropped),
+            ("no_slot", s.dns_no_slot),
+        ]
+        .map(|(o, n)| (vec![("outcome", Cow::Borrowed(o))], n));
+        family(
+            enc,
+            "dns_queries",
+            "DNS queries of the attached subtree: redirected to hoopd's forwarder, sent direct (forwarder down), dropped by the DNS guard (a protected name asked directly), refused for want of a resolver slot.",
+            MetricType::Counter,
+            dns,
+            counter,
+        )?;
+        family(
+            enc,
+            "dns_learned_addresses",
+            "Addresses learned from DNS answers for protected names (they expire with their TTL).",
+            MetricType::Gauge,
+            [(vec![], self.dns_learned as i64)],
+            gauge,
         )?;
         let Some(maps) = &self.maps else {
             return Ok(());

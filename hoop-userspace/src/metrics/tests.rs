@@ -70,6 +70,10 @@ fn snapshot(m: &Metrics) -> Snapshot {
             redirected: 42,
             bypass_mark: 1,
             record_failed: 0,
+            dns_redirected: 7,
+            dns_direct: 0,
+            dns_dropped: 2,
+            dns_no_slot: 0,
         },
         maps: Some(vec![crate::intercept::MapOccupancy {
             name: "HOOP_BY_CLIENT",
@@ -77,6 +81,7 @@ fn snapshot(m: &Metrics) -> Snapshot {
             capacity: 65536,
         }]),
         targets: 2,
+        dns_learned: 5,
     }
 }
 
@@ -106,6 +111,9 @@ fn text_exposition_has_every_family_with_sane_values() {
         "hoop_ebpf_map_entries{map=\"HOOP_BY_CLIENT\"} 3",
         "hoop_ebpf_map_capacity{map=\"HOOP_BY_CLIENT\"} 65536",
         "hoop_targets 2",
+        "hoop_dns_queries_total{outcome=\"redirected\"} 7",
+        "hoop_dns_queries_total{outcome=\"dropped\"} 2",
+        "hoop_dns_learned_addresses 5",
     ] {
         assert!(
             text.lines().any(|l| l == line),
