@@ -118,6 +118,7 @@ pub async fn run(
         metrics,
         targets: RwLock::new(Arc::new(set)),
         mark: cfg.intercept.mark,
+        shutdown: tokio::sync::Notify::new(),
         connect_timeout: RwLock::new(Duration::from_millis(cfg.proxy.connect_timeout_ms)),
         identity: RwLock::new(Arc::new(identity)),
     });
@@ -177,6 +178,13 @@ pub async fn run(
         }
     }
     service::stopping();
+    // live sessions end first, so their `session.end` records precede `daemon.stop`
+    node.shutdown.notify_waiters();
+    let drain = tokio::time::Instant::now() + Duration::from_secs(3);
+    while !node.sessions.lock().unwrap().is_empty() && tokio::time::Instant::now() < drain {
+        node.shutdown.notify_waiters();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let s = node.intercept.stats();
     tracing::info!(
         redirected = s.redirected,

@@ -40,6 +40,8 @@ pub struct Node {
     pub pg: Arc<postgres::PgContext>,
     pub targets: RwLock<Arc<TargetSet>>,
     pub mark: u32,
+    /// Notified when hoopd stops: live sessions end and record their end first.
+    pub shutdown: tokio::sync::Notify,
     pub connect_timeout: RwLock<Duration>,
     /// Workload identity of each connection (bounded by `[identity] timeout_ms`).
     /// Swapped on reload when `[identity]` or `[[issuer]]` change.
@@ -135,8 +137,8 @@ async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
         let result = tokio::select! {
             r = dispatch(&node, &session, stream) => r,
             _ = session.kill.notified() => Err(SessionError::Killed),
+            _ = node.shutdown.notified() => Err(SessionError::Stopping),
         };
-        node.sessions.lock().unwrap().remove(&session.id);
         session.publish(|| serde_json::json!({"event": "session_end", "session": session.snapshot()}));
         let (outcome, error) = match &result {
             Ok(()) => ("closed", None),
@@ -146,6 +148,8 @@ async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
         if let Err(e) = node.audit.append("session.end", &session.end_record(outcome, error.as_deref())) {
             tracing::error!(error = %e, "audit trail: cannot record the session end");
         }
+        // listed until its end is recorded: shutdown waits for the list to empty
+        node.sessions.lock().unwrap().remove(&session.id);
     }
     .instrument(span)
     .await
@@ -164,6 +168,8 @@ pub enum SessionError {
     Unsupported(&'static str),
     #[error("killed by an operator")]
     Killed,
+    #[error("hoopd is stopping")]
+    Stopping,
     #[error("postgres: {0}")]
     Postgres(#[from] postgres::PgError),
 }
