@@ -27,11 +27,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use super::{PgContext, PgError, Services, auth::Authed};
 use crate::audit::{AuditLog, Durability, Receipt};
 use crate::{
-    approval::{self, Approvals, Verdict},
+    approval::Approvals,
     classify::Classification,
     mask::{
         Masker,
-        pg::{ColumnSpec, RowPlan, mask_error_notice},
+        pg::{RowPlan, mask_error_notice},
     },
     policy::{self, Action, Decision, PolicyState},
     proxy::stream::Stream,
@@ -44,8 +44,12 @@ use crate::{
 };
 
 mod events;
+mod hold;
+mod results;
 
 use events::{ExtShape, Pending, PendingKind, StatementOutcome};
+use hold::{Hold, hold};
+use results::data_row;
 
 const CHUNK: usize = 64 * 1024;
 const POSTGRES: crate::config::Protocol = crate::config::Protocol::Postgres;
@@ -121,16 +125,6 @@ impl Cx<'_> {
         self.pol().masks.profile(decision.mask.as_deref())
     }
 }
-
-/// A request held for approval, with the frame that is forwarded if it is approved.
-struct Hold {
-    frame: Frame,
-    pending: Pending,
-    extended: bool,
-}
-
-/// Client bytes read ahead while a request is held (beyond this, TCP pushes back).
-const HOLD_READ_AHEAD: usize = 1 << 20;
 
 pub async fn run(
     ctx: &Arc<PgContext>,
@@ -538,145 +532,6 @@ fn admit(cx: &Cx<'_>, st: &mut ClientState, p: &mut Pending) -> Result<(), Refus
     Ok(())
 }
 
-/// Holds a reviewed request until an operator decides (or the approval expires): registers it,
-/// records that, tells the client, and meanwhile watches the client so that one that goes away
-/// withdraws its request. Returns false if the client went away.
-async fn hold(
-    cx: &Cx<'_>,
-    st: &mut ClientState,
-    shared: &Mutex<Shared>,
-    h: Hold,
-    rd: &mut ReadHalf<Stream>,
-    buf: &mut BytesMut,
-    out: &mut BytesMut,
-) -> Result<bool, PgError> {
-    let Hold {
-        frame,
-        pending,
-        extended,
-    } = h;
-    let s = cx.session;
-    let classification = pending.statements_summary();
-    let mut ticket = cx.approvals.request(|id, at, expires| approval::Pending {
-        id: id.to_string(),
-        session: s.id.to_string(),
-        identity: serde_json::to_value(&s.identity).unwrap_or_default(),
-        process: serde_json::json!({
-            "pid": s.process.pid, "uid": s.process.uid, "exe": s.process.exe,
-            "cgroup": s.process.cgroup,
-        }),
-        target: s.target.config.name.clone(),
-        protocol: s.target.config.protocol.as_str().to_string(),
-        database: cx.who.database.map(str::to_string),
-        user: cx.who.user.map(str::to_string),
-        statement: cx.pol().masks.audit().mask_text(&pending.text).into_owned(),
-        classification: classification.clone(),
-        rule: pending.decision.rule.to_string(),
-        requested_at: at.to_string(),
-        expires_at: expires.to_string(),
-    });
-    let id = ticket.id.to_string();
-    let record = serde_json::json!({
-        "approval": id,
-        "session": s.id.to_string(),
-        "request": pending.request_seq,
-        "rule": pending.decision.rule,
-        "statements": classification,
-        "timeout_s": ticket.timeout.as_secs(),
-    });
-    if let Err(e) = cx.audit.append_written("approval.request", &record) {
-        tracing::error!(error = %e, "audit trail unavailable; held request refused");
-        drop(ticket);
-        let refusal = Refusal {
-            code: "58030",
-            message: "hoop: audit trail unavailable; request refused".into(),
-        };
-        let mut sh = shared.lock().unwrap();
-        return refuse(out, &mut sh, st, pending, &refusal, extended).map(|()| true);
-    }
-    tracing::info!(approval = %id, rule = %pending.decision.rule, "request held for approval");
-    s.publish(|| serde_json::json!({"event": "approval_requested", "session": s.id.to_string(), "approval": id}));
-    let mut notice = BytesMut::new();
-    let message = format!(
-        "hoop: statement held for approval {id} (rule {}); an operator must approve it within {}s",
-        pending.decision.rule,
-        ticket.timeout.as_secs()
-    );
-    ErrorNotice {
-        severity: Severity::Notice,
-        code: "00000",
-        message: &message,
-        detail: None,
-        hint: Some("an operator runs: hoopctl approve <id> --reason ... (or hoopctl deny)"),
-    }
-    .encode_notice(&mut notice)?;
-    cx.client_wr
-        .lock()
-        .await
-        .write_all(&notice)
-        .await
-        .map_err(PgError::ClientIo)?;
-    let verdict = loop {
-        tokio::select! {
-            v = ticket.wait() => break Some(v),
-            n = read_more(rd, buf), if buf.len() < HOLD_READ_AHEAD => match n {
-                Ok(0) | Err(_) => break None,
-                Ok(_) => {}
-            },
-        }
-    };
-    let Some(verdict) = verdict else {
-        drop(ticket);
-        let _ = cx.audit.append_written(
-            "approval.decision",
-            &serde_json::json!({"approval": id, "session": s.id.to_string(), "outcome": "withdrawn", "reason": "client disconnected while waiting"}),
-        );
-        pending.finish(cx, StatementOutcome::Interrupted);
-        return Ok(false);
-    };
-    let mut record = serde_json::to_value(&verdict).unwrap_or_default();
-    record["approval"] = id.clone().into();
-    record["session"] = s.id.to_string().into();
-    let written = cx.audit.append_written("approval.decision", &record);
-    s.publish(|| serde_json::json!({"event": "approval_decided", "session": s.id.to_string(), "approval": id, "outcome": verdict.name()}));
-    let refusal = match (&verdict, written) {
-        (_, Err(e)) => {
-            tracing::error!(error = %e, "audit trail unavailable; held request refused");
-            Refusal {
-                code: "58030",
-                message: "hoop: audit trail unavailable; request refused".into(),
-            }
-        }
-        (Verdict::Approved { .. }, Ok(r)) => {
-            st.receipts.push(r);
-            out.extend_from_slice(frame.wire());
-            shared.lock().unwrap().pending.push_back(pending);
-            return Ok(true);
-        }
-        (Verdict::Denied { reason, by }, Ok(r)) => {
-            st.receipts.push(r);
-            Refusal {
-                code: "42501",
-                message: format!(
-                    "hoop: statement denied by an approver (uid {}) for approval {id}: {reason}",
-                    by.uid
-                ),
-            }
-        }
-        (Verdict::Expired { after_s }, Ok(r)) => {
-            st.receipts.push(r);
-            Refusal {
-                code: "42501",
-                message: format!(
-                    "hoop: approval {id} expired after {after_s}s without a decision; statement not run"
-                ),
-            }
-        }
-    };
-    let mut sh = shared.lock().unwrap();
-    refuse(out, &mut sh, st, pending, &refusal, extended).map(|()| true)
-}
-
 /// Reads what the peer has sent into `buf`, growing it a chunk at a time; 0 at end of stream.
 async fn read_more(rd: &mut ReadHalf<Stream>, buf: &mut BytesMut) -> std::io::Result<usize> {
     if buf.capacity() - buf.len() < 4096 {
@@ -871,144 +726,6 @@ fn on_server_frame(
     }
     out.extend_from_slice(frame.wire());
     Ok(())
-}
-
-/// A result row: counted, masked by the request's profile, and the first one kept (masked) as
-/// the response record's excerpt.
-fn data_row(
-    cx: &Cx<'_>,
-    sh: &mut Shared,
-    frame: &Frame,
-    out: &mut BytesMut,
-) -> Result<(), PgError> {
-    let Some(p) = sh.pending.front_mut() else {
-        out.extend_from_slice(frame.wire());
-        return Ok(());
-    };
-    p.rows += 1;
-    let start = out.len();
-    match &p.masker {
-        Some(m) => {
-            if sh.plan.is_none() {
-                sh.plan = Some(plan_for(m, p, &sh.stmt_desc, &sh.portal_desc, frame)?);
-            }
-            let plan = sh.plan.as_ref().expect("set above");
-            if plan.inspects() {
-                plan.mask_data_row(frame.wire(), out)
-                    .map_err(|e| PgError::UpstreamMasking(e.to_string()))?;
-            } else {
-                out.extend_from_slice(frame.wire());
-            }
-        }
-        None => out.extend_from_slice(frame.wire()),
-    }
-    if p.excerpt.is_none() {
-        let row = excerpt(&out[start..]);
-        // the audit trail never gets a value its default profile would mask
-        let pol = cx.pol();
-        p.excerpt = Some(pol.masks.audit().mask_text(&row).into_owned());
-    }
-    Ok(())
-}
-
-/// The masking plan for rows that came without a RowDescription of their own: the Execute's
-/// portal (Describe P) or statement (Describe S, with Bind's result formats); failing both, every
-/// column is read as text in the format Bind asked for — masking never skips a row it cannot
-/// place.
-fn plan_for(
-    m: &Arc<Masker>,
-    p: &Pending,
-    stmt_desc: &HashMap<String, Frame>,
-    portal_desc: &HashMap<String, Frame>,
-    row: &Frame,
-) -> Result<RowPlan, PgError> {
-    let parse = |f: &Frame| -> Result<RowPlan, PgError> {
-        match BackendMessage::parse(f.raw()).map_err(PgError::UpstreamProtocol)? {
-            BackendMessage::RowDescription(rd) => {
-                Ok(RowPlan::from_row_description(m.clone(), &rd, None))
-            }
-            _ => unreachable!("only RowDescriptions are stored"),
-        }
-    };
-    let shape = p.shape.as_deref();
-    if let Some(f) = shape.and_then(|s| portal_desc.get(&s.portal)) {
-        return parse(f);
-    }
-    let columns = row
-        .body()
-        .get(..2)
-        .map_or(0, |c| i16::from_be_bytes([c[0], c[1]]).max(0) as usize);
-    if let (Some(s), Some(f)) = (shape, shape.and_then(|s| stmt_desc.get(&s.statement))) {
-        if let BackendMessage::RowDescription(rd) =
-            BackendMessage::parse(f.raw()).map_err(PgError::UpstreamProtocol)?
-        {
-            let cols: Vec<ColumnSpec<'_>> = rd
-                .fields()
-                .enumerate()
-                .map(|(i, f)| ColumnSpec {
-                    name: f.name,
-                    type_oid: f.type_oid,
-                    format: s.format(i),
-                })
-                .collect();
-            return Ok(RowPlan::new(m.clone(), cols));
-        }
-    }
-    const TEXT_OID: u32 = 25;
-    let cols: Vec<ColumnSpec<'_>> = (0..columns)
-        .map(|i| ColumnSpec {
-            name: "",
-            type_oid: TEXT_OID,
-            format: shape.map_or(Format::Text, |s| s.format(i)),
-        })
-        .collect();
-    Ok(RowPlan::new(m.clone(), cols))
-}
-
-/// A short rendering of a DataRow for the audit trail: text values as they are, binary ones by
-/// their size, cut at 200 characters.
-fn excerpt(wire: &[u8]) -> String {
-    const MAX: usize = 200;
-    let mut s = String::new();
-    let body = wire.get(5..).unwrap_or_default();
-    let n = body
-        .get(..2)
-        .map_or(0, |c| i16::from_be_bytes([c[0], c[1]]).max(0) as usize);
-    let mut pos = 2;
-    for i in 0..n {
-        if s.len() >= MAX {
-            break;
-        }
-        if i > 0 {
-            s.push_str(" | ");
-        }
-        let Some(len) = body.get(pos..pos + 4) else {
-            break;
-        };
-        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
-        pos += 4;
-        if len < 0 {
-            s.push_str("NULL");
-            continue;
-        }
-        let Some(v) = body.get(pos..pos + len as usize) else {
-            break;
-        };
-        pos += len as usize;
-        match std::str::from_utf8(v) {
-            Ok(t) if !t.chars().any(char::is_control) => s.push_str(t),
-            _ => s.push_str(&format!("<{len} bytes>")),
-        }
-    }
-    if s.len() > MAX {
-        let mut end = MAX;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-    }
-    s
 }
 
 /// Attributes a completion to the oldest statement still waiting for one.
