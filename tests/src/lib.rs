@@ -244,6 +244,61 @@ impl Env {
         self.dir.join("control.sock")
     }
 
+    /// hoopctl against this env's socket and config: (exit code, stdout, stderr).
+    pub fn hoopctl(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(hoopctl_bin())
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--config")
+            .arg(self.dir.join("hoop.toml"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Requests held for approval right now (`hoopctl approvals --json`).
+    pub fn approvals(&self) -> Vec<Value> {
+        let (_, out, _) = self.hoopctl(&["approvals", "--json"]);
+        serde_json::from_str::<Value>(&out)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// Every line of this env's audit trail so far (the segment files, in order).
+    pub fn audit_lines(&self) -> Vec<String> {
+        let dir = self.dir.join("state/audit");
+        let mut segs: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        segs.retain(|p| p.to_string_lossy().contains("seg-"));
+        segs.sort();
+        segs.iter()
+            .flat_map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// The events of this env's audit records of `kind`, in order.
+    pub fn audit_events(&self, kind: &str) -> Vec<Value> {
+        self.audit_lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["kind"] == kind)
+            .map(|r| r["event"].clone())
+            .collect()
+    }
+
     pub fn write_config(&self, text: &str) -> PathBuf {
         let p = self.dir.join("hoop.toml");
         std::fs::write(&p, text).unwrap();

@@ -5,7 +5,7 @@
 
 use std::{
     io::Read,
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
@@ -66,25 +66,11 @@ impl Node {
     }
 
     fn hoopctl(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(hoopctl_bin())
-            .arg("--socket")
-            .arg(self.env.socket())
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        self.env.hoopctl(args)
     }
 
     fn approvals(&self) -> Vec<Value> {
-        let (_, out, _) = self.hoopctl(&["approvals", "--json"]);
-        serde_json::from_str::<Value>(&out)
-            .ok()
-            .and_then(|v| v.as_array().cloned())
-            .unwrap_or_default()
+        self.env.approvals()
     }
 
     /// Waits until `n` approvals are pending; returns them.
@@ -107,31 +93,8 @@ impl Node {
         }
     }
 
-    /// Every audit record so far (the segment files, in order).
-    fn audit(&self) -> Vec<Value> {
-        let dir = self.env.dir.join("state/audit");
-        let mut segs: Vec<_> = std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_else(|_| Vec::new());
-        segs.retain(|p| p.to_string_lossy().contains("seg-"));
-        segs.sort();
-        segs.iter()
-            .flat_map(|p| {
-                std::fs::read_to_string(p)
-                    .unwrap_or_default()
-                    .lines()
-                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
-
     fn records(&self, kind: &str) -> Vec<Value> {
-        self.audit()
-            .into_iter()
-            .filter(|r| r["kind"] == kind)
-            .map(|r| r["event"].clone())
-            .collect()
+        self.env.audit_events(kind)
     }
 }
 

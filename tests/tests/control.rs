@@ -19,17 +19,7 @@ fn check(cond: bool, msg: impl FnOnce() -> String) -> Result<(), Failed> {
 }
 
 fn hoopctl(env: &Env, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(hoopctl_bin())
-        .arg("--socket")
-        .arg(env.socket())
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    env.hoopctl(args)
 }
 
 fn echo_env(name: &str, port: u16, target_port: u16) -> (Env, Echo, Hoopd) {

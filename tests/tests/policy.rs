@@ -64,28 +64,14 @@ impl Node {
     }
 
     fn hoopctl(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(hoop_tests::hoopctl_bin())
-            .arg("--socket")
-            .arg(self.env.socket())
-            .arg("--config")
-            .arg(self.env.dir.join("hoop.toml"))
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        self.env.hoopctl(args)
     }
 
     /// Approves the first pending approval within 10 s; its statement text.
     fn approve_next(&self) -> Result<String, Failed> {
         let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let (_, out, _) = self.hoopctl(&["approvals", "--json"]);
-            let list: Value = serde_json::from_str(&out).unwrap_or_default();
-            if let Some(a) = list.as_array().and_then(|l| l.first()) {
+            if let Some(a) = self.env.approvals().first() {
                 let id = a["id"].as_str().unwrap_or_default();
                 let (code, _, err) = self.hoopctl(&["approve", id, "--reason", "policy test"]);
                 check(code == 0, || err)?;
