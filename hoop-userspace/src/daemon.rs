@@ -58,6 +58,8 @@ pub enum DaemonError {
     Policy(#[from] crate::policy::LoadError),
     #[error("DNS forwarder on port {port}: {source}")]
     Dns { port: u16, source: std::io::Error },
+    #[error("connection workers: {0}")]
+    Workers(std::io::Error),
 }
 
 /// How often learned addresses are expired and the guard and the learned file follow them.
@@ -122,8 +124,9 @@ pub async fn run(
         connect_timeout: RwLock::new(Duration::from_millis(cfg.proxy.connect_timeout_ms)),
         identity: RwLock::new(Arc::new(identity)),
     });
+    let workers = Arc::new(proxy::Workers::start(cfg.listen.worker_count(), &node).map_err(DaemonError::Workers)?);
     for l in listeners {
-        tokio::spawn(proxy::serve(l, node.clone()));
+        tokio::spawn(proxy::serve(l, workers.clone()));
     }
     if let Some(sockets) = dns_sockets {
         crate::dns::spawn(sockets, node.clone(), &cfg);

@@ -72,7 +72,7 @@ pub struct Details {
     pub host: Option<String>,
     pub database: Option<String>,
     pub user: Option<String>,
-    pub recent: std::collections::VecDeque<serde_json::Value>,
+    pub recent: std::collections::VecDeque<RecentStatement>,
 }
 
 impl Session {
@@ -118,9 +118,9 @@ impl Session {
     }
 
     /// Records a finished statement for `hoopctl session show` and live watchers.
-    pub fn record_statement(&self, summary: serde_json::Value) {
+    pub fn record_statement(&self, summary: RecentStatement) {
         self.statements.fetch_add(1, Ordering::Relaxed);
-        self.publish(|| serde_json::json!({"event": "statement", "session": self.id.to_string(), "statement": summary.clone()}));
+        self.publish(|| serde_json::json!({"event": "statement", "session": self.id.to_string(), "statement": &summary}));
         let mut d = self.details.lock().unwrap();
         if d.recent.len() == RECENT {
             d.recent.pop_front();
@@ -212,4 +212,17 @@ impl Session {
             "session ended"
         );
     }
+}
+
+/// A finished statement as operators see it (`hoopctl session show`, `hoopctl watch`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecentStatement {
+    pub kind: &'static str,
+    pub decision: &'static str,
+    pub rule: Arc<str>,
+    pub outcome: &'static str,
+    pub detail: String,
+    pub rows: u64,
+    /// Sequence number of the request's audit record.
+    pub request: Option<u64>,
 }

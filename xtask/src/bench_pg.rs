@@ -130,7 +130,30 @@ fn measure(w: &World, seconds: u32) -> Result<()> {
     for via in VIAS {
         w.pgbench(via, &warm, WARMUP_SECONDS)?;
     }
+    // HOOP_BENCH_PG_HOLD=FILE keeps everything running (for profiling by hand) until FILE is
+    // removed; it holds the cgroup to run a client through hoopd in
+    if let Ok(hold) = std::env::var("HOOP_BENCH_PG_HOLD") {
+        std::fs::write(&hold, format!("{}\n", w.cgroup.path.display()))?;
+        println!("holding until {hold} is removed; the hoopd cgroup is in it");
+        while Path::new(&hold).exists() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        return Ok(());
+    }
     print_header(seconds);
+    // HOOP_BENCH_PG_LOADS=simple/1,prepared/8 measures only those rows (for iterating on a
+    // change): no goals, no masking or audit sections
+    if let Ok(only) = std::env::var("HOOP_BENCH_PG_LOADS") {
+        let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
+        for load in LOADS.iter().filter(|l| wanted.contains(&l.label().as_str())) {
+            let mut row = Row::default();
+            for (sample, via) in row.iter_mut().zip(VIAS) {
+                *sample = w.pgbench(via, load, seconds)?;
+            }
+            print_row(load, &row);
+        }
+        return Ok(());
+    }
     let mut rows = [Row::default(); LOADS.len()];
     for (load, row) in LOADS.iter().zip(&mut rows) {
         // the three paths back to back, so drift on a shared machine hits them alike

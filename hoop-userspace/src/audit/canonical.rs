@@ -19,6 +19,20 @@ pub fn to_vec(value: &Value) -> Option<Vec<u8>> {
     write_value(&mut out, value).then_some(out)
 }
 
+/// Appends the canonical encoding of a typed event: serde_json's compact output of `event`,
+/// which is canonical when every struct declares its fields sorted by bytes (and holds no maps)
+/// — the hot records are built this way, without a `Value` tree. Debug builds check the result
+/// against the `Value` path, so a field out of order fails every test that writes one.
+pub fn write_sorted<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, event: &T) {
+    let start = out.len();
+    serde_json::to_writer(&mut *out, event).expect("a typed event always serializes");
+    debug_assert_eq!(
+        std::str::from_utf8(&out[start..]).unwrap(),
+        std::str::from_utf8(&to_vec(&serde_json::to_value(event).unwrap()).unwrap()).unwrap(),
+        "typed audit event not canonical: declare its fields sorted by bytes"
+    );
+}
+
 /// Appends `s` as a JSON string literal (serde_json's escaping: `"`, `\`, control characters).
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(&mut *out, s).expect("writing a str to a Vec cannot fail");

@@ -128,6 +128,25 @@ impl AuditLog {
         })
     }
 
+    /// Appends without waiting for the write: the record goes out with the next appender's
+    /// batch, or within `sync_interval_ms` (the sync thread writes what is sealed before each
+    /// commit). For records nothing waits on — a kill -9 of hoopd can lose the last of them,
+    /// which is why a request's record never goes this way. Returns its seq.
+    pub fn append_sealed(&self, prepared: &Prepared) -> Result<u64, AuditError> {
+        self.shared().append_sealed(prepared)
+    }
+
+    /// [`Self::append_written`] of a record encoded beforehand ([`Prepared::typed`]); the same
+    /// `Prepared` can be appended any number of times (a prepared statement's request).
+    pub fn append_prepared(&self, prepared: &Prepared) -> Result<Receipt, AuditError> {
+        let (seq, hash) = self.shared().append_written(prepared)?;
+        Ok(Receipt {
+            seq,
+            hash,
+            shared: self.inner.shared.clone(),
+        })
+    }
+
     pub fn durability(&self) -> Durability {
         self.shared().cfg.durability
     }
@@ -206,10 +225,7 @@ impl Inner {
             // Records already sealed are written by their appenders; wait for them.
             while st.written < st.next_seq && st.failure.is_none() {
                 st = if st.writing {
-                    shared
-                        .written_cv
-                        .wait(st)
-                        .expect("audit state lock poisoned")
+                    shared.wait_written(st)
                 } else {
                     shared.lead(st)
                 };

@@ -76,6 +76,31 @@ pub struct Prepared {
 impl Prepared {
     /// Encodes `event` canonically. `internal` allows the reserved `audit.` kinds.
     pub fn new(kind: &str, event: &Value, internal: bool) -> Result<Prepared, AuditError> {
+        Self::check_kind(kind, internal)?;
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(b"{\"event\":");
+        if !canonical::write_value(&mut head, event) {
+            return Err(AuditError::EventTooDeep {
+                max: canonical::MAX_DEPTH,
+            });
+        }
+        Ok(Self::finish(kind, head))
+    }
+
+    /// Encodes a typed event whose structs declare their fields sorted by bytes (see
+    /// [`canonical::write_sorted`]); never one of the reserved kinds.
+    pub fn typed<T: serde::Serialize + ?Sized>(
+        kind: &str,
+        event: &T,
+    ) -> Result<Prepared, AuditError> {
+        Self::check_kind(kind, false)?;
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(b"{\"event\":");
+        canonical::write_sorted(&mut head, event);
+        Ok(Self::finish(kind, head))
+    }
+
+    fn check_kind(kind: &str, internal: bool) -> Result<(), AuditError> {
         if kind.is_empty() || kind.len() > MAX_KIND_LEN {
             return Err(AuditError::InvalidKind { len: kind.len() });
         }
@@ -84,13 +109,10 @@ impl Prepared {
                 kind: kind.to_owned(),
             });
         }
-        let mut head = Vec::with_capacity(256);
-        head.extend_from_slice(b"{\"event\":");
-        if !canonical::write_value(&mut head, event) {
-            return Err(AuditError::EventTooDeep {
-                max: canonical::MAX_DEPTH,
-            });
-        }
+        Ok(())
+    }
+
+    fn finish(kind: &str, mut head: Vec<u8>) -> Prepared {
         head.push(b',');
         let mut kind_part = Vec::with_capacity(kind.len() + 20);
         kind_part.extend_from_slice(b"\"kind\":");
@@ -99,22 +121,22 @@ impl Prepared {
         let mut hasher = Sha256::new();
         hasher.update(&head);
         hasher.update(&kind_part);
-        Ok(Prepared {
+        Prepared {
             head,
             kind_part,
             hasher,
-        })
+        }
     }
 
     /// Places the record in the chain: appends its line (with `\n`) to `out`, returns its hash.
     pub fn seal(&self, seq: u64, prev: &Hash, now: SystemTime, out: &mut Vec<u8>) -> Hash {
-        let mut tail = Vec::with_capacity(128);
+        let mut tail = Vec::with_capacity(160);
         write_tail(&mut tail, prev, seq, now);
         let hash: Hash = self.hasher.clone().chain_update(&tail).finalize().into();
         out.reserve(self.head.len() + self.kind_part.len() + tail.len() + 80);
         out.extend_from_slice(&self.head);
         out.extend_from_slice(b"\"hash\":\"");
-        out.extend_from_slice(hex::encode(hash).as_bytes());
+        out.extend_from_slice(&hex32(&hash));
         out.extend_from_slice(b"\",");
         out.extend_from_slice(&self.kind_part);
         out.extend_from_slice(&tail);
@@ -125,9 +147,9 @@ impl Prepared {
 
 /// `<prev hex>","seq":<seq>,"time":"<time>","v":1}`
 fn write_tail(out: &mut Vec<u8>, prev: &Hash, seq: u64, now: SystemTime) {
-    out.extend_from_slice(hex::encode(prev).as_bytes());
+    out.extend_from_slice(&hex32(prev));
     out.extend_from_slice(b"\",\"seq\":");
-    out.extend_from_slice(seq.to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
     out.extend_from_slice(b",\"time\":\"");
     let mut t = [0u8; TIME_LEN];
     time::write(&mut t, now);
@@ -255,3 +277,14 @@ fn take_hash(map: &mut Map<String, Value>, field: &'static str) -> Result<Hash, 
 
 #[cfg(test)]
 mod tests;
+
+/// Lower-case hex of a hash, without an allocation (two records' worth per append).
+pub fn hex32(h: &Hash) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (i, b) in h.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 15)];
+    }
+    out
+}

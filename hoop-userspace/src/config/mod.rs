@@ -85,6 +85,9 @@ pub struct Listen {
     /// IPv6 loopback address; default `[::1]:977`. Without it IPv6 connects are sent to the
     /// IPv4 listener through its v4-mapped address.
     pub address6: Option<SocketAddr>,
+    /// Connection worker threads (each a single-threaded runtime owning its sessions whole);
+    /// default (0): one per CPU hoopd may run on.
+    pub workers: usize,
 }
 
 impl Default for Listen {
@@ -92,6 +95,17 @@ impl Default for Listen {
         Self {
             address: "127.0.0.1:977".parse().unwrap(),
             address6: Some("[::1]:977".parse().unwrap()),
+            workers: 0,
+        }
+    }
+}
+
+impl Listen {
+    /// The number of connection workers to start.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
         }
     }
 }
@@ -382,6 +396,12 @@ impl Config {
                     "must be an IPv6 loopback address".into(),
                 ));
             }
+        }
+        if l.workers > 1024 {
+            return Err((
+                "listen.workers".into(),
+                "at most 1024 (0: one per CPU)".into(),
+            ));
         }
         if !self.metrics.listen.ip().is_loopback() {
             return Err((

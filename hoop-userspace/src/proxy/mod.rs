@@ -8,12 +8,18 @@ pub mod upstream;
 
 use std::{
     net::{IpAddr, SocketAddr},
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
 use hoop_common::OrigDst;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+};
 use tracing::Instrument;
 
 use crate::{
@@ -56,14 +62,91 @@ impl Node {
     }
 }
 
-/// Accepts until the listener fails; each connection runs in its own task.
-pub async fn serve(listener: TcpListener, node: Arc<Node>) {
+/// The connection workers: one thread per CPU (`[listen] workers`), each running a
+/// single-threaded runtime. A session lives on one worker whole — both directions, TLS, the
+/// decision, masking and its audit writes — so a statement's round trip never wakes another
+/// thread (on a multi-threaded runtime the hand-offs between workers cost more than the relay
+/// itself). A new connection goes to the worker with the fewest live sessions.
+pub struct Workers {
+    workers: Vec<Worker>,
+    next: AtomicUsize,
+}
+
+struct Worker {
+    tx: mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
+    live: Arc<AtomicUsize>,
+}
+
+impl Workers {
+    /// Starts `n` (≥ 1) worker threads serving `node`'s connections.
+    pub fn start(n: usize, node: &Arc<Node>) -> std::io::Result<Self> {
+        let mut workers = Vec::with_capacity(n);
+        for i in 0..n.max(1) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .thread_name(format!("hoop-conn-{i}"))
+                .build()?;
+            let (tx, mut rx) = mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr)>();
+            let live = Arc::new(AtomicUsize::new(0));
+            let (node, count) = (node.clone(), live.clone());
+            std::thread::Builder::new()
+                .name(format!("hoop-conn-{i}"))
+                .spawn(move || {
+                    rt.block_on(async move {
+                        while let Some((stream, peer)) = rx.recv().await {
+                            let stream = match TcpStream::from_std(stream) {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    count.fetch_sub(1, Ordering::Relaxed);
+                                    tracing::error!(error = %e, "cannot take over a connection");
+                                    continue;
+                                }
+                            };
+                            let (node, count) = (node.clone(), count.clone());
+                            tokio::spawn(async move {
+                                handle(node, stream, peer).await;
+                                count.fetch_sub(1, Ordering::Relaxed);
+                            });
+                        }
+                    })
+                })?;
+            workers.push(Worker { tx, live });
+        }
+        Ok(Self {
+            workers,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Hands a connection to the least loaded worker (ties: round robin).
+    fn dispatch(&self, stream: TcpStream, peer: SocketAddr) {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.workers.len();
+        let w = (0..n)
+            .map(|k| &self.workers[(start + k) % n])
+            .min_by_key(|w| w.live.load(Ordering::Relaxed))
+            .expect("at least one worker");
+        // deregistered from this runtime's reactor; the worker registers it with its own
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, client.addr = %peer, "cannot hand a connection over");
+                return;
+            }
+        };
+        w.live.fetch_add(1, Ordering::Relaxed);
+        if w.tx.send((stream, peer)).is_err() {
+            w.live.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!(client.addr = %peer, "connection worker gone; connection refused");
+        }
+    }
+}
+
+/// Accepts until the listener fails; each connection runs in its own task on a worker.
+pub async fn serve(listener: TcpListener, workers: Arc<Workers>) {
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => {
-                let node = node.clone();
-                tokio::spawn(async move { handle(node, stream, peer).await });
-            }
+            Ok((stream, peer)) => workers.dispatch(stream, peer),
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning
                 tracing::error!(error = %e, "accept failed");

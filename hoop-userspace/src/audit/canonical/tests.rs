@@ -43,3 +43,43 @@ fn refuses_too_deep() {
     let bytes = to_vec(&ok).unwrap();
     assert!(serde_json::from_slice::<Value>(&bytes).is_ok());
 }
+
+#[derive(serde::Serialize)]
+struct Sorted<'a> {
+    a: Option<&'a str>,
+    b: u64,
+    c: Vec<Inner>,
+    d: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct Inner {
+    x: bool,
+    y: Option<u64>,
+}
+
+#[test]
+fn typed_events_with_sorted_fields_encode_canonically() {
+    let ev = Sorted {
+        a: None,
+        b: u64::MAX,
+        c: vec![Inner { x: true, y: None }, Inner { x: false, y: Some(7) }],
+        d: "quote \" back \\ control \u{2} é",
+    };
+    let mut typed = Vec::new();
+    write_sorted(&mut typed, &ev);
+    assert_eq!(typed, to_vec(&serde_json::to_value(&ev).unwrap()).unwrap());
+}
+
+#[derive(serde::Serialize)]
+struct Unsorted {
+    b: u64,
+    a: u64,
+}
+
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "typed audit event not canonical")]
+fn typed_events_out_of_order_are_caught() {
+    write_sorted(&mut Vec::new(), &Unsorted { b: 1, a: 2 });
+}

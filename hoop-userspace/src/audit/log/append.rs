@@ -18,6 +18,42 @@ impl Shared {
     /// Places `p` in the chain and returns once its line is in the segment file.
     pub fn append_written(&self, p: &Prepared) -> Result<(u64, Hash), AuditError> {
         let mut st = self.lock_state();
+        let (seq, hash) = Self::seal(&mut st, p)?;
+        loop {
+            if st.written > seq {
+                return Ok((seq, hash));
+            }
+            if let Some(f) = &st.failure {
+                return Err(AuditError::Write(f.clone()));
+            }
+            st = if st.writing {
+                self.wait_written(st)
+            } else {
+                self.lead(st)
+            };
+        }
+    }
+
+    /// Places `p` in the chain without waiting for its write: the next appender's batch, or
+    /// the sync thread within `sync_interval_ms`, writes it.
+    pub fn append_sealed(&self, p: &Prepared) -> Result<u64, AuditError> {
+        let mut st = self.lock_state();
+        Ok(Self::seal(&mut st, p)?.0)
+    }
+
+    /// Writes what is sealed and not yet written (the sync thread, before its commit).
+    pub fn flush_sealed(&self) {
+        let mut st = self.lock_state();
+        while st.written < st.next_seq && st.failure.is_none() {
+            st = if st.writing {
+                self.wait_written(st)
+            } else {
+                self.lead(st)
+            };
+        }
+    }
+
+    fn seal(st: &mut State, p: &Prepared) -> Result<(u64, Hash), AuditError> {
         st.check_open()?;
         let (seq, prev, now) = (st.next_seq, st.prev, SystemTime::now());
         let hash = p.seal(seq, &prev, now, &mut st.buf);
@@ -28,19 +64,7 @@ impl Shared {
         if st.unsynced_since.is_none() {
             st.unsynced_since = Some(std::time::Instant::now());
         }
-        loop {
-            if st.written > seq {
-                return Ok((seq, hash));
-            }
-            if let Some(f) = &st.failure {
-                return Err(AuditError::Write(f.clone()));
-            }
-            st = if st.writing {
-                self.written_cv.wait(st).expect("audit state lock poisoned")
-            } else {
-                self.lead(st)
-            };
-        }
+        Ok((seq, hash))
     }
 
     /// Writes every sealed record as one batch. Appenders keep sealing meanwhile; their records
@@ -69,7 +93,20 @@ impl Shared {
         st.recycle(buf, hashes);
         st.writing = false;
         drop(w);
-        self.written_cv.notify_all();
+        if st.written_waiters > 0 {
+            self.written_cv.notify_all();
+        }
+        st
+    }
+
+    /// Waits for the leader writing now to finish its batch.
+    pub fn wait_written<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        st.written_waiters += 1;
+        let mut st = self
+            .written_cv
+            .wait(st)
+            .expect("audit state lock poisoned");
+        st.written_waiters -= 1;
         st
     }
 

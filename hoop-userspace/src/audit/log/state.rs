@@ -86,6 +86,9 @@ pub(crate) struct State {
     pub spare: (Vec<u8>, Vec<Hash>),
     /// A leader is writing.
     pub writing: bool,
+    /// Threads waiting on `written_cv` (a leader wakes them only when there are any: a
+    /// condvar notify is a futex syscall even with nobody waiting).
+    pub written_waiters: usize,
     /// Records with seq < written are in a segment file (write(2) returned).
     pub written: u64,
     /// Records with seq < synced are fdatasynced.
@@ -123,6 +126,7 @@ impl State {
             last_time: SystemTime::now(),
             spare: (Vec::with_capacity(1 << 16), Vec::with_capacity(256)),
             writing: false,
+            written_waiters: 0,
             written: next_seq,
             synced: next_seq,
             sync_requested: false,

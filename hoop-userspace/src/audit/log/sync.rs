@@ -184,6 +184,8 @@ impl Shared {
 pub(crate) fn run(shared: Arc<Shared>) {
     loop {
         let (shutdown, rotated) = shared.wait_for_work();
+        // records sealed without a write of their own (`append_sealed`) go out first
+        shared.flush_sealed();
         // Failures are recorded in the state (appends then fail); nothing else to do here.
         let _ = shared.sync_round(None);
         if rotated && !shutdown {

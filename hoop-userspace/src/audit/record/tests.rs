@@ -96,3 +96,9 @@ fn byte_level_recipe_for_auditors() {
     let preimage = [&body[..pos], &body[pos + 74..]].concat();
     assert_eq!(sha256(&preimage), hash);
 }
+
+#[test]
+fn hex32_is_lower_hex() {
+    let h: Hash = std::array::from_fn(|i| (i * 37 + 5) as u8);
+    assert_eq!(&hex32(&h)[..], hex::encode(h).as_bytes());
+}

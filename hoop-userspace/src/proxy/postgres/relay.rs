@@ -25,7 +25,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::{PgContext, PgError, Services, auth::Authed};
-use crate::audit::{AuditLog, Durability, Receipt};
+use crate::audit::{AuditLog, Durability, Prepared as AuditPrepared, Receipt};
 use crate::{
     approval::Approvals,
     classify::Classification,
@@ -80,6 +80,16 @@ struct Prepared {
     stmts: Arc<[Classification]>,
     /// Allow or review (a denied Parse never reaches the server).
     decision: Decision,
+    /// Its executions' request record, encoded at the first one (every Execute appends the same
+    /// event), and the policy it was masked under: a reload encodes it again.
+    record: Option<RecordCache>,
+}
+
+/// A request record encoded once, valid while the policy it was masked under is in force.
+#[derive(Clone)]
+struct RecordCache {
+    policy: Arc<PolicyState>,
+    record: Arc<AuditPrepared>,
 }
 
 /// Client-side bookkeeping of the extended protocol.
@@ -308,7 +318,7 @@ fn on_client_frame(
                 batch,
             );
             pending.masker = cx.masker_for(&pending.decision);
-            match admit(cx, st, &mut pending) {
+            match admit(cx, st, &mut pending, &mut None) {
                 Ok(()) if pending.decision.action == Action::Review => {
                     return Ok(Some(Hold {
                         frame,
@@ -340,7 +350,8 @@ fn on_client_frame(
                     decision,
                     sh.batches_sent,
                 );
-                let refusal = admit(cx, st, &mut pending).expect_err("a denial is refused");
+                let refusal =
+                    admit(cx, st, &mut pending, &mut None).expect_err("a denial is refused");
                 refuse(out, sh, st, pending, &refusal, true)?;
             } else {
                 st.prepared.insert(
@@ -349,6 +360,7 @@ fn on_client_frame(
                         text: p.query.into(),
                         stmts,
                         decision,
+                        record: None,
                     },
                 );
                 out.extend_from_slice(frame.wire());
@@ -370,6 +382,7 @@ fn on_client_frame(
                 unreachable!()
             };
             let prepared = st.portals.get(e.portal).and_then(|s| st.prepared.get(s));
+            let mut record = prepared.and_then(|p| p.record.clone());
             let (text, stmts, decision) = match prepared {
                 Some(p) => (p.text.clone(), p.stmts.clone(), p.decision.clone()),
                 None => (
@@ -395,7 +408,11 @@ fn on_client_frame(
                     .cloned()
                     .unwrap_or_else(|| Arc::from(Vec::new())),
             }));
-            match admit(cx, st, &mut pending) {
+            let admitted = admit(cx, st, &mut pending, &mut record);
+            if let Some(p) = st.portals.get(e.portal).and_then(|s| st.prepared.get_mut(s)) {
+                p.record = record;
+            }
+            match admitted {
                 Ok(()) if pending.decision.action == Action::Review => {
                     return Ok(Some(Hold {
                         frame,
@@ -498,10 +515,28 @@ impl Refusal {
 }
 
 /// Write before forward: the request's audit record is written first; a denied request, or
-/// one whose record cannot be written, is refused.
-fn admit(cx: &Cx<'_>, st: &mut ClientState, p: &mut Pending) -> Result<(), Refusal> {
+/// one whose record cannot be written, is refused. `cache` (a prepared statement's) holds the
+/// encoded record: used while its policy is in force, else encoded again and stored there.
+fn admit(
+    cx: &Cx<'_>,
+    st: &mut ClientState,
+    p: &mut Pending,
+    cache: &mut Option<RecordCache>,
+) -> Result<(), Refusal> {
     let n = p.stmts.len().max(1);
-    match cx.audit.append_written("pg.request", &p.request_record(cx)) {
+    let pol = cx.pol();
+    let record = match cache {
+        Some(c) if Arc::ptr_eq(&c.policy, &pol) => Ok(c.record.clone()),
+        _ => p.request_record(cx).map(|record| {
+            let record = Arc::new(record);
+            *cache = Some(RecordCache {
+                policy: pol,
+                record: record.clone(),
+            });
+            record
+        }),
+    };
+    match record.and_then(|r| cx.audit.append_prepared(&r)) {
         Ok(r) => {
             p.request_seq = Some(r.seq());
             st.receipts.push(r);

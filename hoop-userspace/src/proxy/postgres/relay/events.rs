@@ -6,14 +6,17 @@
 
 use std::{sync::Arc, time::Instant};
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use sha2::Digest;
 
 use super::Cx;
 use crate::{
+    audit::{AuditError, Durability, Prepared as AuditPrepared},
     classify::Classification,
     mask::Masker,
     policy::{self, Decision},
+    session::RecentStatement,
     wire::postgres::Format,
 };
 
@@ -114,9 +117,9 @@ impl Pending {
 
     /// The audit record written before the request is forwarded: its classification, the
     /// decision, and the text masked (secrets and PII replaced by the `default` profile whatever
-    /// the session's own profile) with the SHA-256 and length of the original.
-    pub fn request_record(&self, cx: &Cx<'_>) -> Value {
-        let stmts = self.statements_summary();
+    /// the session's own profile) with the SHA-256 and length of the original. Encoded once per
+    /// prepared statement (every Execute of it appends the same event).
+    pub fn request_record(&self, cx: &Cx<'_>) -> Result<AuditPrepared, AuditError> {
         let pol = cx.pol();
         let masked = pol.masks.audit().mask_text(&self.text);
         let cut = masked.len() > TEXT_MAX;
@@ -129,56 +132,68 @@ impl Pending {
         } else {
             &masked[..]
         };
-        json!({
-            "text": text,
-            "text_truncated": cut,
-            "session": cx.session.id.to_string(),
-            "database": cx.who.database,
-            "user": cx.who.user,
-            "statements": stmts,
-            "decision": self.decision.action.as_str(),
-            "rule": self.decision.rule,
-            "text_sha256": hex::encode(sha2::Sha256::digest(self.text.as_bytes())),
-            "text_len": self.text.len(),
-        })
+        let sha = crate::audit::record::hex32(&sha2::Sha256::digest(self.text.as_bytes()).into());
+        AuditPrepared::typed(
+            "pg.request",
+            &RequestEvent {
+                database: cx.who.database,
+                decision: self.decision.action.as_str(),
+                rule: &self.decision.rule,
+                session: &cx.session.id,
+                statements: self.stmts.iter().map(StatementSummary::of).collect(),
+                text,
+                text_len: self.text.len(),
+                text_sha256: std::str::from_utf8(&sha).expect("hex is ASCII"),
+                text_truncated: cut,
+                user: cx.who.user,
+            },
+        )
     }
 
     /// Each statement's kind, objects read and written, and WHERE-ness (for records and views).
     pub fn statements_summary(&self) -> Value {
-        self.stmts
-            .iter()
-            .map(|c| {
-                json!({"kind": c.kind.as_str(), "reads": policy::read_objects(c), "writes": policy::written_objects(c), "has_where": c.has_where})
-            })
-            .collect()
+        let s: Vec<StatementSummary> = self.stmts.iter().map(StatementSummary::of).collect();
+        serde_json::to_value(s).expect("a summary serializes")
     }
 
     /// Records how the request ended (audit trail) and emits the statement event.
     pub fn finish(&self, cx: &Cx<'_>, outcome: StatementOutcome) {
         let (name, detail) = self.outcome_parts(&outcome);
-        let rec = json!({
-            "session": cx.session.id.to_string(),
-            "request": self.request_seq,
-            "statement": self.index,
-            "outcome": name,
-            "detail": detail,
-            "rows": self.rows,
-            "excerpt": self.excerpt,
-            "duration_us": self.started.elapsed().as_micros() as u64,
+        let rec = AuditPrepared::typed(
+            "pg.response",
+            &ResponseEvent {
+                detail,
+                duration_us: self.started.elapsed().as_micros() as u64,
+                excerpt: self.excerpt.as_deref(),
+                outcome: name,
+                request: self.request_seq,
+                rows: self.rows,
+                session: &cx.session.id,
+                statement: self.index,
+            },
+        );
+        // nothing waits on a response's record: in `written` mode it goes out with the next
+        // request's write (or within sync_interval_ms) instead of costing a write(2) of its own
+        let appended = rec.and_then(|rec| {
+            if cx.audit.durability() == Durability::Strict {
+                cx.audit.append_prepared(&rec).map(|_| ())
+            } else {
+                cx.audit.append_sealed(&rec).map(|_| ())
+            }
         });
-        if let Err(e) = cx.audit.append_written("pg.response", &rec) {
+        if let Err(e) = appended {
             tracing::error!(error = %e, "audit trail: cannot record a response");
         }
         let c = self.statement();
-        cx.session.record_statement(json!({
-            "kind": c.map_or("unknown", |c| c.kind.as_str()),
-            "decision": self.decision.action.as_str(),
-            "rule": self.decision.rule,
-            "outcome": name,
-            "detail": detail,
-            "rows": self.rows,
-            "request": self.request_seq,
-        }));
+        cx.session.record_statement(RecentStatement {
+            kind: c.map_or("unknown", |c| c.kind.as_str()),
+            decision: self.decision.action.as_str(),
+            rule: self.decision.rule.clone(),
+            outcome: name,
+            detail: detail.to_string(),
+            rows: self.rows,
+            request: self.request_seq,
+        });
         self.emit(cx, name, detail);
     }
 
@@ -270,4 +285,53 @@ impl Pending {
             "statement"
         );
     }
+}
+
+/// `pg.request`'s event. Fields sorted by bytes: serialized as is, it is canonical JSON
+/// (`audit::canonical::write_sorted`).
+#[derive(Serialize)]
+struct RequestEvent<'a> {
+    database: Option<&'a str>,
+    decision: &'a str,
+    rule: &'a str,
+    session: &'a uuid::Uuid,
+    statements: Vec<StatementSummary<'a>>,
+    text: &'a str,
+    text_len: usize,
+    text_sha256: &'a str,
+    text_truncated: bool,
+    user: Option<&'a str>,
+}
+
+/// One statement of a request (fields sorted by bytes).
+#[derive(Serialize)]
+struct StatementSummary<'a> {
+    has_where: Option<bool>,
+    kind: &'a str,
+    reads: Vec<String>,
+    writes: Vec<String>,
+}
+
+impl StatementSummary<'_> {
+    fn of(c: &Classification) -> Self {
+        StatementSummary {
+            has_where: c.has_where,
+            kind: c.kind.as_str(),
+            reads: policy::read_objects(c),
+            writes: policy::written_objects(c),
+        }
+    }
+}
+
+/// `pg.response`'s event (fields sorted by bytes).
+#[derive(Serialize)]
+struct ResponseEvent<'a> {
+    detail: &'a str,
+    duration_us: u64,
+    excerpt: Option<&'a str>,
+    outcome: &'a str,
+    request: Option<u64>,
+    rows: u64,
+    session: &'a uuid::Uuid,
+    statement: Option<usize>,
 }
