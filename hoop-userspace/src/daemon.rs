@@ -124,7 +124,9 @@ pub async fn run(
         connect_timeout: RwLock::new(Duration::from_millis(cfg.proxy.connect_timeout_ms)),
         identity: RwLock::new(Arc::new(identity)),
     });
-    let workers = Arc::new(proxy::Workers::start(cfg.listen.worker_count(), &node).map_err(DaemonError::Workers)?);
+    let workers = Arc::new(
+        proxy::Workers::start(cfg.listen.worker_count(), &node).map_err(DaemonError::Workers)?,
+    );
     for l in listeners {
         tokio::spawn(proxy::serve(l, workers.clone()));
     }

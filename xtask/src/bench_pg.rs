@@ -145,7 +145,10 @@ fn measure(w: &World, seconds: u32) -> Result<()> {
     // change): no goals, no masking or audit sections
     if let Ok(only) = std::env::var("HOOP_BENCH_PG_LOADS") {
         let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
-        for load in LOADS.iter().filter(|l| wanted.contains(&l.label().as_str())) {
+        for load in LOADS
+            .iter()
+            .filter(|l| wanted.contains(&l.label().as_str()))
+        {
             let mut row = Row::default();
             for (sample, via) in row.iter_mut().zip(VIAS) {
                 *sample = w.pgbench(via, load, seconds)?;

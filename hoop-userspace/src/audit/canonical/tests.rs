@@ -63,7 +63,13 @@ fn typed_events_with_sorted_fields_encode_canonically() {
     let ev = Sorted {
         a: None,
         b: u64::MAX,
-        c: vec![Inner { x: true, y: None }, Inner { x: false, y: Some(7) }],
+        c: vec![
+            Inner { x: true, y: None },
+            Inner {
+                x: false,
+                y: Some(7),
+            },
+        ],
         d: "quote \" back \\ control \u{2} é",
     };
     let mut typed = Vec::new();

@@ -102,10 +102,7 @@ impl Shared {
     /// Waits for the leader writing now to finish its batch.
     pub fn wait_written<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         st.written_waiters += 1;
-        let mut st = self
-            .written_cv
-            .wait(st)
-            .expect("audit state lock poisoned");
+        let mut st = self.written_cv.wait(st).expect("audit state lock poisoned");
         st.written_waiters -= 1;
         st
     }

@@ -37,7 +37,7 @@ use crate::{
     proxy::stream::Stream,
     session::Session,
     wire::postgres::{
-        BackendMessage, Direction, Format, Frame, FrameSplitter, FrontendMessage, Limits,
+        BackendMessage, Direction, Frame, FrameSplitter, FrontendMessage, Limits,
         backend::{ErrorNotice, Severity},
         frontend::{Execute, Query, Target, encode_bind, encode_parse},
     },
@@ -96,9 +96,9 @@ struct RecordCache {
 #[derive(Default)]
 struct ClientState {
     prepared: HashMap<String, Prepared>,
-    portals: HashMap<String, String>,
-    /// Result formats each portal's Bind asked for.
-    portal_formats: HashMap<String, Arc<[Format]>>,
+    /// Bound portals: the statement each was bound from and the result formats its Bind asked
+    /// for (a Bind identical to the portal's last one keeps it: no allocation per execution).
+    portals: HashMap<String, Arc<ExtShape>>,
     /// After a denied Parse: drop the client's messages until Sync (the server would).
     skip_until_sync: bool,
     terminated: bool,
@@ -370,10 +370,19 @@ fn on_client_frame(
             let FrontendMessage::Bind(b) = super::io::frontend(&frame)? else {
                 unreachable!()
             };
-            st.portals
-                .insert(b.portal.to_string(), b.statement.to_string());
-            st.portal_formats
-                .insert(b.portal.to_string(), b.result_formats.iter().collect());
+            let same = st.portals.get(b.portal).is_some_and(|s| {
+                s.statement == b.statement && s.formats.iter().copied().eq(b.result_formats.iter())
+            });
+            if !same {
+                st.portals.insert(
+                    b.portal.to_string(),
+                    Arc::new(ExtShape {
+                        portal: b.portal.to_string(),
+                        statement: b.statement.to_string(),
+                        formats: b.result_formats.iter().collect(),
+                    }),
+                );
+            }
             sh.portal_desc.remove(b.portal);
             out.extend_from_slice(frame.wire());
         }
@@ -381,7 +390,8 @@ fn on_client_frame(
             let FrontendMessage::Execute(e) = super::io::frontend(&frame)? else {
                 unreachable!()
             };
-            let prepared = st.portals.get(e.portal).and_then(|s| st.prepared.get(s));
+            let shape = st.portals.get(e.portal).cloned();
+            let prepared = shape.as_ref().and_then(|s| st.prepared.get(&s.statement));
             let mut record = prepared.and_then(|p| p.record.clone());
             let (text, stmts, decision) = match prepared {
                 Some(p) => (p.text.clone(), p.stmts.clone(), p.decision.clone()),
@@ -399,19 +409,21 @@ fn on_client_frame(
                 sh.batches_sent,
             );
             pending.masker = cx.masker_for(&pending.decision);
-            pending.shape = Some(Arc::new(ExtShape {
-                portal: e.portal.to_string(),
-                statement: st.portals.get(e.portal).cloned().unwrap_or_default(),
-                formats: st
-                    .portal_formats
-                    .get(e.portal)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::from(Vec::new())),
-            }));
             let admitted = admit(cx, st, &mut pending, &mut record);
-            if let Some(p) = st.portals.get(e.portal).and_then(|s| st.prepared.get_mut(s)) {
+            if let Some(p) = shape
+                .as_ref()
+                .and_then(|s| st.prepared.get_mut(&s.statement))
+            {
                 p.record = record;
             }
+            // an Execute of a portal never bound: the server answers it with an error
+            pending.shape = Some(shape.unwrap_or_else(|| {
+                Arc::new(ExtShape {
+                    portal: e.portal.to_string(),
+                    statement: String::new(),
+                    formats: Arc::from(Vec::new()),
+                })
+            }));
             match admitted {
                 Ok(()) if pending.decision.action == Action::Review => {
                     return Ok(Some(Hold {
@@ -437,7 +449,6 @@ fn on_client_frame(
                     }
                     Target::Portal => {
                         st.portals.remove(c.name);
-                        st.portal_formats.remove(c.name);
                         sh.portal_desc.remove(c.name);
                     }
                 }
