@@ -125,3 +125,15 @@ fn metrics_defaults_and_disable() {
     let v6 = Config::parse("[metrics]\nlisten = '[::1]:9000'\n", "t").unwrap();
     assert_eq!(v6.metrics.listen.port(), 9000);
 }
+
+#[test]
+fn connection_workers() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(Config::parse("", "t").unwrap().listen.worker_count(), cores);
+    let three = Config::parse("[listen]\nworkers = 3\n", "t").unwrap();
+    assert_eq!(three.listen.worker_count(), 3);
+    let e = invalid("[listen]\nworkers = 5000\n");
+    assert!(e.contains("listen.workers") && e.contains("1024"), "{e}");
+    let e = invalid("[listen]\nworkers = -1\n");
+    assert!(e.contains("workers"), "{e}");
+}
