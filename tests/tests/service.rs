@@ -452,8 +452,13 @@ fn reloads_and_stops_fail_closed(sd: &Systemd, host: &HostState) -> Result<(), F
     check(sd.prop("hoopd.service", "MainPID") == pid, || {
         "reload restarted hoopd".into()
     })?;
-    check(sd.prop("hoopd.service", "ActiveState") == "active", || {
-        "inactive after reload".into()
+    // the log line comes before the reload ends (targets re-resolved, policy reloaded, then
+    // READY=1): systemd shows `reloading` until then, and must come back to `active`
+    wait_for(|| sd.prop("hoopd.service", "ActiveState") == "active").map_err(|_| {
+        Failed::from(format!(
+            "not active after reload: {}",
+            sd.prop("hoopd.service", "ActiveState")
+        ))
     })?;
     let (ok, _, err) = sd.sh("systemctl stop hoopd.service");
     check(ok, || format!("stop: {err}"))?;
