@@ -65,8 +65,8 @@ impl Node {
 /// The connection workers: one thread per CPU (`[listen] workers`), each running a
 /// single-threaded runtime. A session lives on one worker whole — both directions, TLS, the
 /// decision, masking and its audit writes — so a statement's round trip never wakes another
-/// thread (on a multi-threaded runtime the hand-offs between workers cost more than the relay
-/// itself). A new connection goes to the worker with the fewest live sessions.
+/// thread and a session's state stays on one core. A new connection goes to the worker with
+/// the fewest live sessions.
 pub struct Workers {
     workers: Vec<Worker>,
     next: AtomicUsize,
@@ -102,10 +102,10 @@ impl Workers {
                                     continue;
                                 }
                             };
-                            let (node, count) = (node.clone(), count.clone());
+                            let (node, live) = (node.clone(), Live(count.clone()));
                             tokio::spawn(async move {
+                                let _live = live;
                                 handle(node, stream, peer).await;
-                                count.fetch_sub(1, Ordering::Relaxed);
                             });
                         }
                     })
@@ -139,6 +139,15 @@ impl Workers {
             w.live.fetch_sub(1, Ordering::Relaxed);
             tracing::error!(client.addr = %peer, "connection worker gone; connection refused");
         }
+    }
+}
+
+/// A worker's live-session count, given back when the session's task ends (also by a panic).
+struct Live(Arc<AtomicUsize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
