@@ -72,7 +72,9 @@ struct Shared {
     portal_desc: HashMap<String, Frame>,
     /// The masking plan of the result streaming now (from its RowDescription, or built at its
     /// first row).
-    plan: Option<RowPlan>,
+    plan: Option<Arc<RowPlan>>,
+    /// The last plan built, and what from (`results::plan_for`).
+    plan_memo: Option<(results::PlanKey, Arc<RowPlan>)>,
 }
 
 struct Prepared {
@@ -131,8 +133,8 @@ impl Cx<'_> {
     }
 
     /// The masking profile for the response of a request so decided.
-    fn masker_for(&self, decision: &Decision) -> Option<Arc<Masker>> {
-        self.pol().masks.profile(decision.mask.as_deref())
+    fn masker_for(pol: &PolicyState, decision: &Decision) -> Option<Arc<Masker>> {
+        pol.masks.profile(decision.mask.as_deref())
     }
 }
 
@@ -202,13 +204,15 @@ async fn client_to_server(
         let mut held = None;
         let arrived = std::time::Instant::now();
         {
+            // one look at the shared policy per read (a reload applies from the next one)
+            let pol = cx.pol();
             let mut sh = shared.lock().unwrap();
             while let Some(frame) = splitter
                 .next_frame(&mut buf)
                 .map_err(PgError::ClientProtocol)?
             {
                 cx.session.add_up(frame.wire().len() as u64);
-                held = on_client_frame(cx, &mut state, &mut sh, frame, &mut out)?;
+                held = on_client_frame(cx, &pol, &mut state, &mut sh, frame, &mut out)?;
                 if held.is_some() {
                     // later messages wait behind the held request
                     break;
@@ -257,8 +261,7 @@ async fn client_to_server(
 }
 
 /// The strictest decision over a string's statements: a denial wins, then a review.
-fn decide_all(cx: &Cx<'_>, stmts: &[Classification]) -> Decision {
-    let pol = cx.pol();
+fn decide_all(cx: &Cx<'_>, pol: &PolicyState, stmts: &[Classification]) -> Decision {
     let mut review = None;
     let mut first = None;
     for s in stmts {
@@ -270,7 +273,7 @@ fn decide_all(cx: &Cx<'_>, stmts: &[Classification]) -> Decision {
             user: cx.who.user,
             statement: s,
         };
-        let d = policy::decide(&pol, &req);
+        let d = policy::decide(pol, &req);
         match d.action {
             Action::Deny => return d,
             Action::Review if review.is_none() => review = Some(d),
@@ -292,6 +295,7 @@ fn decide_all(cx: &Cx<'_>, stmts: &[Classification]) -> Decision {
 
 fn on_client_frame(
     cx: &Cx<'_>,
+    pol: &Arc<PolicyState>,
     st: &mut ClientState,
     sh: &mut Shared,
     frame: Frame,
@@ -307,7 +311,7 @@ fn on_client_frame(
                 unreachable!()
             };
             let stmts = cx.ctx.classify.classify(q.sql);
-            let decision = decide_all(cx, &stmts);
+            let decision = decide_all(cx, pol, &stmts);
             let batch = sh.batches_sent;
             sh.batches_sent += 1;
             let mut pending = Pending::new(
@@ -317,8 +321,8 @@ fn on_client_frame(
                 decision,
                 batch,
             );
-            pending.masker = cx.masker_for(&pending.decision);
-            match admit(cx, st, &mut pending, &mut None) {
+            pending.masker = Cx::masker_for(pol, &pending.decision);
+            match admit(cx, pol, st, &mut pending, &mut None) {
                 Ok(()) if pending.decision.action == Action::Review => {
                     return Ok(Some(Hold {
                         frame,
@@ -340,7 +344,7 @@ fn on_client_frame(
             // a statement parsed again under a name has a new shape
             sh.stmt_desc.remove(p.name);
             let stmts = cx.ctx.classify.classify(p.query);
-            let decision = decide_all(cx, &stmts);
+            let decision = decide_all(cx, pol, &stmts);
             if decision.action == Action::Deny {
                 // decided at Parse: the statement never reaches the server, even prepared
                 let mut pending = Pending::new(
@@ -351,7 +355,7 @@ fn on_client_frame(
                     sh.batches_sent,
                 );
                 let refusal =
-                    admit(cx, st, &mut pending, &mut None).expect_err("a denial is refused");
+                    admit(cx, pol, st, &mut pending, &mut None).expect_err("a denial is refused");
                 refuse(out, sh, st, pending, &refusal, true)?;
             } else {
                 st.prepared.insert(
@@ -408,8 +412,8 @@ fn on_client_frame(
                 decision,
                 sh.batches_sent,
             );
-            pending.masker = cx.masker_for(&pending.decision);
-            let admitted = admit(cx, st, &mut pending, &mut record);
+            pending.masker = Cx::masker_for(pol, &pending.decision);
+            let admitted = admit(cx, pol, st, &mut pending, &mut record);
             if let Some(p) = shape
                 .as_ref()
                 .and_then(|s| st.prepared.get_mut(&s.statement))
@@ -530,18 +534,18 @@ impl Refusal {
 /// encoded record: used while its policy is in force, else encoded again and stored there.
 fn admit(
     cx: &Cx<'_>,
+    pol: &Arc<PolicyState>,
     st: &mut ClientState,
     p: &mut Pending,
     cache: &mut Option<RecordCache>,
 ) -> Result<(), Refusal> {
     let n = p.stmts.len().max(1);
-    let pol = cx.pol();
     let record = match cache {
-        Some(c) if Arc::ptr_eq(&c.policy, &pol) => Ok(c.record.clone()),
-        _ => p.request_record(cx).map(|record| {
+        Some(c) if Arc::ptr_eq(&c.policy, pol) => Ok(c.record.clone()),
+        _ => p.request_record(cx, pol).map(|record| {
             let record = Arc::new(record);
             *cache = Some(RecordCache {
-                policy: pol,
+                policy: pol.clone(),
                 record: record.clone(),
             });
             record
@@ -645,13 +649,11 @@ fn on_server_frame(
             );
             if simple {
                 // a simple query's result: its rows follow
-                let BackendMessage::RowDescription(rd) =
-                    BackendMessage::parse(frame.raw()).map_err(PgError::UpstreamProtocol)?
-                else {
-                    unreachable!("tag T is RowDescription")
-                };
                 let masker = sh.pending.front().and_then(|p| p.masker.clone());
-                sh.plan = masker.map(|m| RowPlan::from_row_description(m, &rd, None));
+                sh.plan = match masker {
+                    Some(m) => Some(results::simple_plan(&m, frame, &mut sh.plan_memo)?),
+                    None => None,
+                };
             } else if let Some((_, target, name)) = sh.describes.pop_front() {
                 // a Describe's answer: kept for the Executes that follow
                 match target {

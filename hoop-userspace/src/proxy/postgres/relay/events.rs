@@ -15,7 +15,7 @@ use crate::{
     audit::{AuditError, Durability, Prepared as AuditPrepared},
     classify::Classification,
     mask::Masker,
-    policy::{self, Decision},
+    policy::{self, Decision, PolicyState},
     session::RecentStatement,
     wire::postgres::Format,
 };
@@ -119,8 +119,11 @@ impl Pending {
     /// decision, and the text masked (secrets and PII replaced by the `default` profile whatever
     /// the session's own profile) with the SHA-256 and length of the original. Encoded once per
     /// prepared statement (every Execute of it appends the same event).
-    pub fn request_record(&self, cx: &Cx<'_>) -> Result<AuditPrepared, AuditError> {
-        let pol = cx.pol();
+    pub fn request_record(
+        &self,
+        cx: &Cx<'_>,
+        pol: &PolicyState,
+    ) -> Result<AuditPrepared, AuditError> {
         let masked = pol.masks.audit().mask_text(&self.text);
         let cut = masked.len() > TEXT_MAX;
         let text = if cut {

@@ -33,7 +33,14 @@ pub(super) fn data_row(
     match &p.masker {
         Some(m) => {
             if sh.plan.is_none() {
-                sh.plan = Some(plan_for(m, p, &sh.stmt_desc, &sh.portal_desc, frame)?);
+                sh.plan = Some(plan_for(
+                    m,
+                    p,
+                    &sh.stmt_desc,
+                    &sh.portal_desc,
+                    frame,
+                    &mut sh.plan_memo,
+                )?);
             }
             let plan = sh.plan.as_ref().expect("set above");
             if plan.inspects() {
@@ -64,27 +71,23 @@ fn plan_for(
     stmt_desc: &HashMap<String, Frame>,
     portal_desc: &HashMap<String, Frame>,
     row: &Frame,
-) -> Result<RowPlan, PgError> {
-    let parse = |f: &Frame| -> Result<RowPlan, PgError> {
-        match BackendMessage::parse(f.raw()).map_err(PgError::UpstreamProtocol)? {
-            BackendMessage::RowDescription(rd) => {
-                Ok(RowPlan::from_row_description(m.clone(), &rd, None))
-            }
-            _ => unreachable!("only RowDescriptions are stored"),
-        }
-    };
+    memo: &mut Option<(PlanKey, Arc<RowPlan>)>,
+) -> Result<Arc<RowPlan>, PgError> {
     let shape = p.shape.as_deref();
+    let no_formats = || Arc::from(Vec::new());
+    let formats = shape.map_or_else(no_formats, |s| s.formats.clone());
     if let Some(f) = shape.and_then(|s| portal_desc.get(&s.portal)) {
-        return parse(f);
+        let key = PlanKey::new(m, PlanSource::Described(f.clone()));
+        return memoized(memo, key, || described_plan(m, f));
     }
-    let columns = row
-        .body()
-        .get(..2)
-        .map_or(0, |c| i16::from_be_bytes([c[0], c[1]]).max(0) as usize);
-    if let (Some(s), Some(f)) = (shape, shape.and_then(|s| stmt_desc.get(&s.statement))) {
-        if let BackendMessage::RowDescription(rd) =
-            BackendMessage::parse(f.raw()).map_err(PgError::UpstreamProtocol)?
-        {
+    if let Some((s, f)) = shape.and_then(|s| stmt_desc.get(&s.statement).map(|f| (s, f))) {
+        let key = PlanKey::new(m, PlanSource::Statement(f.clone(), formats.clone()));
+        return memoized(memo, key, || {
+            let BackendMessage::RowDescription(rd) =
+                BackendMessage::parse(f.raw()).map_err(PgError::UpstreamProtocol)?
+            else {
+                unreachable!("only RowDescriptions are stored")
+            };
             let cols: Vec<ColumnSpec<'_>> = rd
                 .fields()
                 .enumerate()
@@ -94,18 +97,86 @@ fn plan_for(
                     format: s.format(i),
                 })
                 .collect();
-            return Ok(RowPlan::new(m.clone(), cols));
+            Ok(RowPlan::new(m.clone(), cols))
+        });
+    }
+    let columns = row
+        .body()
+        .get(..2)
+        .map_or(0, |c| i16::from_be_bytes([c[0], c[1]]).max(0) as usize);
+    let key = PlanKey::new(m, PlanSource::Columns(columns, formats.clone()));
+    memoized(memo, key, || {
+        const TEXT_OID: u32 = 25;
+        let cols: Vec<ColumnSpec<'_>> = (0..columns)
+            .map(|i| ColumnSpec {
+                name: "",
+                type_oid: TEXT_OID,
+                format: shape.map_or(Format::Text, |s| s.format(i)),
+            })
+            .collect();
+        Ok(RowPlan::new(m.clone(), cols))
+    })
+}
+
+/// The plan of a simple query's result, from its RowDescription.
+pub(super) fn simple_plan(
+    m: &Arc<Masker>,
+    rd: &Frame,
+    memo: &mut Option<(PlanKey, Arc<RowPlan>)>,
+) -> Result<Arc<RowPlan>, PgError> {
+    let key = PlanKey::new(m, PlanSource::Described(rd.clone()));
+    memoized(memo, key, || described_plan(m, rd))
+}
+
+fn described_plan(m: &Arc<Masker>, f: &Frame) -> Result<RowPlan, PgError> {
+    match BackendMessage::parse(f.raw()).map_err(PgError::UpstreamProtocol)? {
+        BackendMessage::RowDescription(rd) => {
+            Ok(RowPlan::from_row_description(m.clone(), &rd, None))
+        }
+        _ => unreachable!("tag T is RowDescription"),
+    }
+}
+
+/// What a masking plan is built from: a session running the same statement again (every
+/// transaction of a workload) gets the last plan back instead of a new one per result.
+pub(super) struct PlanKey {
+    /// The profile's address (the memo's plan holds the profile, so it cannot be reused).
+    masker: usize,
+    source: PlanSource,
+}
+
+#[derive(PartialEq)]
+enum PlanSource {
+    /// From this RowDescription, formats as it states them.
+    Described(Frame),
+    /// From a statement's RowDescription with Bind's result formats.
+    Statement(Frame, Arc<[Format]>),
+    /// Every column as text, in Bind's formats.
+    Columns(usize, Arc<[Format]>),
+}
+
+impl PlanKey {
+    fn new(m: &Arc<Masker>, source: PlanSource) -> Self {
+        PlanKey {
+            masker: Arc::as_ptr(m) as usize,
+            source,
         }
     }
-    const TEXT_OID: u32 = 25;
-    let cols: Vec<ColumnSpec<'_>> = (0..columns)
-        .map(|i| ColumnSpec {
-            name: "",
-            type_oid: TEXT_OID,
-            format: shape.map_or(Format::Text, |s| s.format(i)),
-        })
-        .collect();
-    Ok(RowPlan::new(m.clone(), cols))
+}
+
+fn memoized(
+    memo: &mut Option<(PlanKey, Arc<RowPlan>)>,
+    key: PlanKey,
+    build: impl FnOnce() -> Result<RowPlan, PgError>,
+) -> Result<Arc<RowPlan>, PgError> {
+    if let Some((k, plan)) = memo {
+        if k.masker == key.masker && k.source == key.source {
+            return Ok(plan.clone());
+        }
+    }
+    let plan = Arc::new(build()?);
+    *memo = Some((key, plan.clone()));
+    Ok(plan)
 }
 
 /// A short rendering of a DataRow for the audit trail: text values as they are, binary ones by
