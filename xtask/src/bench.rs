@@ -8,7 +8,8 @@
 //! `HOOP_BENCH_ONLY=pg` runs only the PostgreSQL part; `HOOP_BENCH_SECONDS` sets each run's
 //! length. For iterating on the relay: `HOOP_BENCH_PG_LOADS=simple/8,prepared/8` measures only
 //! those rows, and `HOOP_BENCH_PG_HOLD=FILE` starts everything and waits until FILE (which names
-//! the hoopd cgroup to run clients in) is removed, for profiling by hand.
+//! the hoopd cgroup to run clients in) is removed, for profiling by hand; `HOOP_BENCH_WORKERS`
+//! sets hoopd's `[listen] workers`.
 
 use std::{
     net::TcpStream,

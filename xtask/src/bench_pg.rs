@@ -352,8 +352,13 @@ impl World {
         } else {
             (LISTEN_PORT, PIN_DIR, NFT_TABLE, &self.cgroup, Via::Hoopd)
         };
+        // HOOP_BENCH_WORKERS sets `[listen] workers` (default: hoopd's, one per CPU)
+        let workers = std::env::var("HOOP_BENCH_WORKERS").unwrap_or_else(|_| "0".into());
+        let workers: usize = workers
+            .parse()
+            .with_context(|| format!("HOOP_BENCH_WORKERS={workers:?}: want a count"))?;
         let config = format!(
-            "[listen]\naddress = \"127.0.0.1:{port}\"\naddress6 = \"[::1]:{port}\"\n[intercept]\ncgroup = \"{}\"\n\
+            "[listen]\nworkers = {workers}\naddress = \"127.0.0.1:{port}\"\naddress6 = \"[::1]:{port}\"\n[intercept]\ncgroup = \"{}\"\n\
              pin_dir = \"{pins}\"\nnft_table = \"{table}\"\n[state]\ndir = \"{}\"\n[control]\nsocket = \"{}\"\n\
              [audit]\ndurability = \"{}\"\n[dns]\nport = {dns_port}\n[[target]]\n\
              name = \"pg\"\nprotocol = \"postgres\"\ncidrs = [\"{PG_HOST}/32\"]\nports = [{PG_PORT}]\n\
