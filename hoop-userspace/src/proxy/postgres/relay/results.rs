@@ -169,10 +169,11 @@ fn memoized(
     key: PlanKey,
     build: impl FnOnce() -> Result<RowPlan, PgError>,
 ) -> Result<Arc<RowPlan>, PgError> {
-    if let Some((k, plan)) = memo {
-        if k.masker == key.masker && k.source == key.source {
-            return Ok(plan.clone());
-        }
+    if let Some((k, plan)) = memo
+        && k.masker == key.masker
+        && k.source == key.source
+    {
+        return Ok(plan.clone());
     }
     let plan = Arc::new(build()?);
     *memo = Some((key, plan.clone()));
