@@ -466,6 +466,40 @@ fn teardown_removes_everything(_: &()) -> Result<(), Failed> {
     check(ok, || "not direct after teardown".into())
 }
 
+/// A pin directory another user made first (bpffs's root is 1777 here: anyone can) could have
+/// hoopd's links unpinned under it, detaching the redirect: hoopd refuses it and attaches
+/// nothing.
+fn foreign_pin_dir_refused(_: &()) -> Result<(), Failed> {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new("pinown", 19013);
+    let pins = std::path::PathBuf::from(env.pin_dir());
+    let _ = std::fs::remove_dir_all(&pins);
+    std::fs::create_dir(&pins)?;
+    std::os::unix::fs::chown(&pins, Some(65534), Some(65534))?;
+    let cfg = env.write_config(&env.config(&tcp_target("echo", "\"127.0.0.2/32\"", "17013")));
+    let mut h = Hoopd::spawn(&cfg, None);
+    let mut exited = None;
+    for _ in 0..200 {
+        exited = h.child.try_wait()?;
+        if exited.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let logs = h.log_text();
+    let _ = h.child.kill();
+    let owner = std::fs::metadata(&pins)?.uid();
+    let attached = pins.join("links").exists();
+    let _ = std::fs::remove_dir_all(&pins);
+    check(exited.is_some_and(|s| !s.success()), || {
+        format!("hoopd ran with a foreign pin dir ({exited:?}):\n{logs}")
+    })?;
+    check(logs.contains("owned by uid 65534"), || logs.clone())?;
+    check(owner == 65534 && !attached, || {
+        format!("pins made under the foreign dir (owner {owner}, links {attached})")
+    })
+}
+
 fn main() {
     hoop_tests::run_root_trials(
         || (),
@@ -490,6 +524,7 @@ fn main() {
                 listener_without_record_refused,
             ),
             ("bad_config_exits_64", bad_config_exits_64),
+            ("foreign_pin_dir_refused", foreign_pin_dir_refused),
             (
                 "sighup_adds_and_removes_targets",
                 sighup_adds_and_removes_targets,

@@ -45,7 +45,9 @@ impl Pins {
     pub fn create(&self) -> io::Result<()> {
         super::sys::ensure_pin_dir(&self.root)?;
         for d in [self.maps(), self.links(), self.progs()] {
-            std::fs::create_dir_all(d)?;
+            std::fs::create_dir_all(&d)?;
+            std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+            super::sys::check_private_dir(&d)?;
         }
         Ok(())
     }

@@ -132,5 +132,106 @@ pub fn ensure_pin_dir(pin_dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(pin_dir)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(pin_dir, std::fs::Permissions::from_mode(0o700))?;
+    check_private_dir(pin_dir)
+}
+
+/// Refuses a directory someone else could change under hoopd: it must be a real directory (not
+/// a symlink) owned by root or hoopd's user and writable by nobody else, and each directory above it
+/// owned by root or hoopd's user and either writable by nobody else or sticky (bpffs's root is
+/// usually 1777). Otherwise an unprivileged process could have created the pin directory first,
+/// or rename it away, and unpin hoopd's links — which detaches the redirect. `chmod 0700` by
+/// root does not help: the owner can change the mode back.
+pub fn check_private_dir(dir: &Path) -> io::Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let refuse = |p: &Path, why: String| {
+        Err(io::Error::other(format!(
+            "{}: {why}; refusing to keep pins there (another user could replace or remove \
+             them): remove it, or point [intercept] pin_dir elsewhere",
+            p.display()
+        )))
+    };
+    let md = std::fs::symlink_metadata(dir)?;
+    if !md.file_type().is_dir() {
+        return refuse(dir, "not a directory (a symbolic link?)".into());
+    }
+    if md.uid() != euid && md.uid() != 0 {
+        return refuse(dir, format!("owned by uid {}", md.uid()));
+    }
+    if md.mode() & 0o022 != 0 {
+        return refuse(
+            dir,
+            format!("mode {:o} lets others write", md.mode() & 0o7777),
+        );
+    }
+    // the directories above, as they really are (symbolic links resolved)
+    let real = std::fs::canonicalize(dir)?;
+    for p in real.ancestors().skip(1) {
+        let md = std::fs::metadata(p)?;
+        if md.uid() != 0 && md.uid() != euid {
+            return refuse(p, format!("owned by uid {}", md.uid()));
+        }
+        if md.mode() & 0o022 != 0 && md.mode() & 0o1000 == 0 {
+            return refuse(
+                p,
+                format!(
+                    "mode {:o}: others can write and it is not sticky",
+                    md.mode() & 0o7777
+                ),
+            );
+        }
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(p: &Path, m: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    }
+
+    #[test]
+    fn pin_dirs_others_could_change_are_refused() {
+        let base = std::env::temp_dir().join(format!("hoop-private-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let dir = base.join("pins");
+        std::fs::create_dir_all(&dir).unwrap();
+        mode(&base, 0o755);
+        mode(&dir, 0o700);
+        check_private_dir(&dir).unwrap();
+
+        mode(&dir, 0o770);
+        let e = check_private_dir(&dir).unwrap_err().to_string();
+        assert!(e.contains("lets others write"), "{e}");
+        mode(&dir, 0o700);
+
+        // a parent anyone can write to, without the sticky bit, lets them rename the pins away
+        mode(&base, 0o777);
+        let e = check_private_dir(&dir).unwrap_err().to_string();
+        assert!(e.contains("not sticky"), "{e}");
+        mode(&base, 0o1777);
+        check_private_dir(&dir).unwrap();
+        mode(&base, 0o755);
+
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let e = check_private_dir(&link).unwrap_err().to_string();
+        assert!(e.contains("not a directory"), "{e}");
+
+        // SAFETY: no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let c = CString::new(dir.as_os_str().as_bytes()).unwrap();
+            // SAFETY: a NUL-terminated path; 65534 is nobody.
+            assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+            let e = check_private_dir(&dir).unwrap_err().to_string();
+            assert!(e.contains("owned by uid 65534"), "{e}");
+        } else {
+            eprintln!("skipped: a pin directory owned by another user (needs root to chown)");
+        }
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }
