@@ -48,7 +48,7 @@ fn node(fx: &Fixture, name: &str, listen: u16, target: u16, identity: &str, tail
     let env = Env::new(name, listen);
     let echo = Echo::start(&format!("127.0.0.2:{target}"));
     let cfg = format!(
-        "{}[identity]\nca = \"{ca}\"\n{identity}\n\
+        "{}[identity]\nca = \"{ca}\"\nrequest_hosts = [\"127.0.0.1\"]\n{identity}\n\
          [[issuer]]\nname = \"test\"\nurl = \"{url}\"\nca = \"{ca}\"\n\
          providers = [\"github\", \"azure-devops\", \"federated-file\", \"generic\"]\n{tail}",
         env.config(&format!(
@@ -329,7 +329,7 @@ fn failures_are_anonymous(fx: &Fixture) -> Result<(), Failed> {
         }
     });
     let gh = fx.issuer.github_url();
-    let cases: [(String, &str, &str); 4] = [
+    let cases: [(String, &str, &str); 5] = [
         (gh.clone(), "not-a-job", "token request failed"),
         (
             "https://127.0.0.1:1/token".into(),
@@ -342,6 +342,12 @@ fn failures_are_anonymous(fx: &Fixture) -> Result<(), Failed> {
             "timed out after 1500 ms",
         ),
         (String::new(), "only-the-token", "token source incomplete"),
+        // a host outside `request_hosts` gets no request at all (the black hole would hold it)
+        (
+            format!("https://localhost:{BLACKHOLE_PORT}/token"),
+            "t",
+            "\"localhost\" is not an allowed token-request host",
+        ),
     ];
     for (i, (url, tok, want)) in cases.iter().enumerate() {
         let t0 = Instant::now();
@@ -349,8 +355,15 @@ fn failures_are_anonymous(fx: &Fixture) -> Result<(), Failed> {
             .into_iter()
             .filter(|(_, v)| !v.is_empty())
             .collect();
+        let held_before = held.lock().unwrap().len();
         ok(&n.client(&vars, &[]))?;
         let took = t0.elapsed();
+        if url.contains("localhost") {
+            check(
+                held.lock().unwrap().len() == held_before && took < Duration::from_millis(1000),
+                || format!("a request went to a host not allowed ({took:?})"),
+            )?;
+        }
         let s = n.wait_starts(i + 1)?.pop().unwrap();
         let id = &s["identity"];
         check(

@@ -543,7 +543,7 @@ identity = { kind = "oidc", repository = "acme/*" }
 statements = ["select"]
 "#;
     let extra = format!(
-        "[identity]\nca = \"{ca}\"\n[[issuer]]\nname = \"test\"\nurl = \"{url}\"\nca = \"{ca}\"\nproviders = [\"github\"]\n",
+        "[identity]\nca = \"{ca}\"\nrequest_hosts = [\"127.0.0.1\"]\n[[issuer]]\nname = \"test\"\nurl = \"{url}\"\nca = \"{ca}\"\nproviders = [\"github\"]\n",
         ca = issuer.ca().display(),
         url = issuer.url()
     );

@@ -60,7 +60,17 @@ pub struct IdentityConfig {
     /// the connecting process or its ancestors.
     #[serde(rename = "cgroup")]
     pub cgroups: Vec<CgroupMapping>,
+    /// Hosts a token-request URL from a process's environment may name (`host`, or `*.suffix`
+    /// for any name under it). hoopd sends that process's bearer token nowhere else.
+    pub request_hosts: Vec<String>,
 }
+
+/// GitHub-hosted and Azure DevOps Services token endpoints.
+pub const DEFAULT_REQUEST_HOSTS: &[&str] = &[
+    "*.actions.githubusercontent.com",
+    "dev.azure.com",
+    "*.visualstudio.com",
+];
 
 impl Default for IdentityConfig {
     fn default() -> Self {
@@ -73,6 +83,10 @@ impl Default for IdentityConfig {
             jwks_refetch_interval_ms: 30_000,
             jwks_max_age_s: 3600,
             cgroups: Vec::new(),
+            request_hosts: DEFAULT_REQUEST_HOSTS
+                .iter()
+                .map(|h| h.to_string())
+                .collect(),
         }
     }
 }
@@ -145,7 +159,42 @@ impl IdentityConfig {
             m.validate()
                 .map_err(|(k, r)| (format!("identity.cgroup[{n}].{k}"), r))?;
         }
+        for (n, h) in self.request_hosts.iter().enumerate() {
+            let name = h.strip_prefix("*.").unwrap_or(h);
+            let ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+                && !name.starts_with('.')
+                && !name.ends_with('.');
+            if !ok {
+                return Err((
+                    format!("identity.request_hosts[{n}]"),
+                    format!(
+                        "{h:?}: a host name or IP address, or `*.` and a domain (no scheme, port or path)"
+                    ),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether a token-request URL's host is one `request_hosts` allows (names compare without
+    /// case; `*.example.com` is any name under example.com, not example.com itself).
+    pub fn request_host_allowed(&self, host: &str) -> bool {
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        self.request_hosts.iter().any(|p| {
+            let p = p.to_ascii_lowercase();
+            match p.strip_prefix("*.") {
+                Some(suffix) => host
+                    .strip_suffix(suffix)
+                    .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+                None => host == p,
+            }
+        })
     }
 }
 

@@ -214,6 +214,18 @@ impl Resolver {
             Provider::AzureDevops => (hyper::Method::POST, "oidcToken"),
             _ => (hyper::Method::GET, "value"),
         };
+        // the URL is the process's to choose: its bearer token goes only to an allowed host
+        let host = url
+            .parse::<hyper::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(str::to_string))
+            .unwrap_or_default();
+        if !self.cfg.request_host_allowed(&host) {
+            return Err(Rejection::TokenRequest(format!(
+                "{}: {host:?} is not an allowed token-request host ([identity] request_hosts)",
+                http::redact_query(url)
+            )));
+        }
         let req = Req {
             method,
             url,

@@ -326,3 +326,47 @@ mod config {
         );
     }
 }
+
+#[test]
+fn token_request_hosts() {
+    let cfg = super::config::IdentityConfig::default();
+    for ok in [
+        "pipelinesghubeus22.actions.githubusercontent.com",
+        "PipelinesGHubEUS22.Actions.GitHubUserContent.com",
+        "dev.azure.com",
+        "contoso.visualstudio.com",
+    ] {
+        assert!(cfg.request_host_allowed(ok), "{ok}");
+    }
+    for refused in [
+        "actions.githubusercontent.com",
+        "evilactions.githubusercontent.com",
+        "githubusercontent.com.evil.example",
+        "dev.azure.com.evil.example",
+        "visualstudio.com",
+        "127.0.0.1",
+        "localhost",
+        "",
+    ] {
+        assert!(!cfg.request_host_allowed(refused), "{refused}");
+    }
+    let mut loopback = cfg.clone();
+    loopback.request_hosts = vec!["127.0.0.1".into(), "::1".into()];
+    assert!(loopback.request_host_allowed("127.0.0.1"));
+    assert!(loopback.request_host_allowed("[::1]"));
+    assert!(!loopback.request_host_allowed("127.0.0.2"));
+    loopback.validate().unwrap();
+    for bad in [
+        "https://dev.azure.com",
+        "dev.azure.com/x",
+        "*",
+        "*.",
+        "a.*.com",
+        ".x.com",
+    ] {
+        let mut c = cfg.clone();
+        c.request_hosts = vec![bad.into()];
+        let (key, _) = c.validate().unwrap_err();
+        assert_eq!(key, "identity.request_hosts[0]", "{bad}");
+    }
+}
