@@ -25,7 +25,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::{PgContext, PgError, Services, auth::Authed};
-use crate::audit::{AuditLog, Durability, Prepared as AuditPrepared, Receipt};
+use crate::audit::{AuditLog, Durability, Receipt};
 use crate::{
     approval::Approvals,
     classify::Classification,
@@ -39,13 +39,16 @@ use crate::{
     wire::postgres::{
         BackendMessage, Direction, Frame, FrameSplitter, FrontendMessage, Limits,
         backend::{ErrorNotice, Severity},
-        frontend::{Execute, Query, Target, encode_bind, encode_parse},
+        frontend::Target,
     },
 };
 
+mod admit;
 mod events;
 mod hold;
 mod results;
+
+use admit::{RecordCache, Refusal, admit, decide_all, refuse};
 
 use events::{ExtShape, Pending, PendingKind, StatementOutcome};
 use hold::{Hold, hold};
@@ -85,13 +88,6 @@ struct Prepared {
     /// Its executions' request record, encoded at the first one (every Execute appends the same
     /// event), and the policy it was masked under: a reload encodes it again.
     record: Option<RecordCache>,
-}
-
-/// A request record encoded once, valid while the policy it was masked under is in force.
-#[derive(Clone)]
-struct RecordCache {
-    policy: Arc<PolicyState>,
-    record: Arc<AuditPrepared>,
 }
 
 /// Client-side bookkeeping of the extended protocol.
@@ -258,39 +254,6 @@ async fn client_to_server(
             return Ok(());
         }
     }
-}
-
-/// The strictest decision over a string's statements: a denial wins, then a review.
-fn decide_all(cx: &Cx<'_>, pol: &PolicyState, stmts: &[Classification]) -> Decision {
-    let mut review = None;
-    let mut first = None;
-    for s in stmts {
-        let req = policy::Request {
-            target: &cx.session.target.config,
-            process: &cx.session.process,
-            identity: &cx.session.identity,
-            database: cx.who.database,
-            user: cx.who.user,
-            statement: s,
-        };
-        let d = policy::decide(pol, &req);
-        match d.action {
-            Action::Deny => return d,
-            Action::Review if review.is_none() => review = Some(d),
-            Action::Review => {}
-            // of the allowed statements, one whose response is masked speaks for the string
-            // (one result plan per string: masking never loses to another statement's `none`)
-            _ => {
-                if first
-                    .as_ref()
-                    .is_none_or(|f: &Decision| f.mask.is_none() && d.mask.is_some())
-                {
-                    first = Some(d);
-                }
-            }
-        }
-    }
-    review.or(first).unwrap_or_else(policy::nothing_to_decide)
 }
 
 fn on_client_frame(
@@ -478,108 +441,6 @@ fn on_client_frame(
         _ => out.extend_from_slice(frame.wire()),
     }
     Ok(None)
-}
-
-/// Runs the refusal in the request's place. Simple protocol: a Query. Extended protocol: an
-/// unnamed Parse/Bind/Execute whose ParseComplete and BindComplete are swallowed; the client's
-/// messages up to Sync are skipped, as the server itself would after an error.
-fn refuse(
-    out: &mut BytesMut,
-    sh: &mut Shared,
-    st: &mut ClientState,
-    pending: Pending,
-    refusal: &Refusal,
-    extended: bool,
-) -> Result<(), PgError> {
-    if !extended {
-        Query {
-            sql: &refusal.sql(),
-        }
-        .encode(out)?;
-        sh.pending.push_back(pending.refused(refusal.code));
-        return Ok(());
-    }
-    encode_parse(out, "", &refusal.sql(), std::iter::empty())?;
-    encode_bind(out, "", "", &[], std::iter::empty(), &[])?;
-    Execute {
-        portal: "",
-        max_rows: 0,
-    }
-    .encode(out)?;
-    sh.swallow += 2;
-    st.skip_until_sync = true;
-    sh.pending.push_back(pending.refused(refusal.code));
-    Ok(())
-}
-
-/// Why a request does not reach the server, and the statement the server runs instead.
-struct Refusal {
-    code: &'static str,
-    message: String,
-}
-
-impl Refusal {
-    /// Fails with `code` and the message, at the request's place in the protocol.
-    fn sql(&self) -> String {
-        format!(
-            "DO $hoop_refused$BEGIN RAISE EXCEPTION USING ERRCODE = '{}', MESSAGE = '{}'; END$hoop_refused$",
-            self.code,
-            self.message.replace('\'', "''")
-        )
-    }
-}
-
-/// Write before forward: the request's audit record is written first; a denied request, or
-/// one whose record cannot be written, is refused. `cache` (a prepared statement's) holds the
-/// encoded record: used while its policy is in force, else encoded again and stored there.
-fn admit(
-    cx: &Cx<'_>,
-    pol: &Arc<PolicyState>,
-    st: &mut ClientState,
-    p: &mut Pending,
-    cache: &mut Option<RecordCache>,
-) -> Result<(), Refusal> {
-    let n = p.stmts.len().max(1);
-    let record = match cache {
-        Some(c) if Arc::ptr_eq(&c.policy, pol) => Ok(c.record.clone()),
-        _ => p.request_record(cx, pol).map(|record| {
-            let record = Arc::new(record);
-            *cache = Some(RecordCache {
-                policy: pol.clone(),
-                record: record.clone(),
-            });
-            record
-        }),
-    };
-    match record.and_then(|r| cx.audit.append_prepared(&r)) {
-        Ok(r) => {
-            p.request_seq = Some(r.seq());
-            st.receipts.push(r);
-            cx.ctx
-                .metrics
-                .decided(POSTGRES, p.decision.action.as_str(), n);
-        }
-        Err(e) => {
-            cx.ctx.metrics.decided(POSTGRES, "refused", n);
-            tracing::error!(error = %e, "audit trail unavailable; request refused");
-            return Err(Refusal {
-                code: "58030",
-                message: "hoop: audit trail unavailable; request refused".into(),
-            });
-        }
-    }
-    if p.decision.action == Action::Deny {
-        let message = p
-            .decision
-            .message
-            .clone()
-            .unwrap_or_else(|| format!("hoop: denied by rule {}", p.decision.rule));
-        return Err(Refusal {
-            code: "42501",
-            message,
-        });
-    }
-    Ok(())
 }
 
 /// Reads what the peer has sent into `buf`, growing it a chunk at a time; 0 at end of stream.
