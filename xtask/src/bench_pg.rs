@@ -149,25 +149,28 @@ fn measure(w: &World, seconds: u32) -> Result<()> {
             .iter()
             .filter(|l| wanted.contains(&l.label().as_str()))
         {
-            let mut row = Row::default();
-            for (sample, via) in row.iter_mut().zip(VIAS) {
-                *sample = w.pgbench(via, load, seconds)?;
-            }
-            print_row(load, &row);
+            print_row(load, &measure_row(w, load, seconds)?);
         }
         return Ok(());
     }
     let mut rows = [Row::default(); LOADS.len()];
     for (load, row) in LOADS.iter().zip(&mut rows) {
-        // the three paths back to back, so drift on a shared machine hits them alike
-        for (sample, via) in row.iter_mut().zip(VIAS) {
-            *sample = w.pgbench(via, load, seconds)?;
-        }
+        *row = measure_row(w, load, seconds)?;
         print_row(load, row);
     }
     print_goals(&rows);
     large_results(w)?;
     audit_durability(w, seconds)
+}
+
+/// One row of the table: the three paths back to back, so drift on a shared machine hits them
+/// alike.
+fn measure_row(w: &World, load: &Load, seconds: u32) -> Result<Row> {
+    let mut row = Row::default();
+    for (sample, via) in row.iter_mut().zip(VIAS) {
+        *sample = w.pgbench(via, load, seconds)?;
+    }
+    Ok(row)
 }
 
 /// A 1,000,000-row result through psql, direct and through hoopd with masking on (the built-in

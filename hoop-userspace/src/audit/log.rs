@@ -222,14 +222,8 @@ impl Inner {
         {
             let mut st = shared.lock_state();
             st.closing = true;
-            // Records already sealed are written by their appenders; wait for them.
-            while st.written < st.next_seq && st.failure.is_none() {
-                st = if st.writing {
-                    shared.wait_written(st)
-                } else {
-                    shared.lead(st)
-                };
-            }
+            // Records already sealed are written (by their appenders, or here)
+            let mut st = shared.write_sealed(st);
             st.shutdown = true;
         }
         shared.sync_cv.notify_all();

@@ -43,7 +43,12 @@ impl Shared {
 
     /// Writes what is sealed and not yet written (the sync thread, before its commit).
     pub fn flush_sealed(&self) {
-        let mut st = self.lock_state();
+        drop(self.write_sealed(self.lock_state()));
+    }
+
+    /// Under the state lock: returns once every record sealed so far is written (leading the
+    /// writes or waiting for the leader), or the log has failed.
+    pub fn write_sealed<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         while st.written < st.next_seq && st.failure.is_none() {
             st = if st.writing {
                 self.wait_written(st)
@@ -51,6 +56,7 @@ impl Shared {
                 self.lead(st)
             };
         }
+        st
     }
 
     fn seal(st: &mut State, p: &Prepared) -> Result<(u64, Hash), AuditError> {
