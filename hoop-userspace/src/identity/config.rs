@@ -160,14 +160,7 @@ impl IdentityConfig {
                 .map_err(|(k, r)| (format!("identity.cgroup[{n}].{k}"), r))?;
         }
         for (n, h) in self.request_hosts.iter().enumerate() {
-            let name = h.strip_prefix("*.").unwrap_or(h);
-            let ok = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
-                && !name.starts_with('.')
-                && !name.ends_with('.');
-            if !ok {
+            if !(crate::config::valid_host(h) || h.parse::<std::net::IpAddr>().is_ok()) {
                 return Err((
                     format!("identity.request_hosts[{n}]"),
                     format!(
@@ -182,19 +175,10 @@ impl IdentityConfig {
     /// Whether a token-request URL's host is one `request_hosts` allows (names compare without
     /// case; `*.example.com` is any name under example.com, not example.com itself).
     pub fn request_host_allowed(&self, host: &str) -> bool {
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
-        self.request_hosts.iter().any(|p| {
-            let p = p.to_ascii_lowercase();
-            match p.strip_prefix("*.") {
-                Some(suffix) => host
-                    .strip_suffix(suffix)
-                    .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
-                None => host == p,
-            }
-        })
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.request_hosts
+            .iter()
+            .any(|p| crate::intercept::targets::host_covers(p, host))
     }
 }
 
