@@ -156,7 +156,10 @@ impl Detectors {
                 }
             }
             K::AzureDevopsPat => {
-                bounded(&self.devops, s, out, is_alnum, Repl::Stars);
+                // the gate lets either format through; the regex only for the one with `AZDO`
+                if maybe_new_pat(s) {
+                    bounded(&self.devops, s, out, is_alnum, Repl::Stars);
+                }
                 legacy_pats(s, out);
             }
         }

@@ -3,8 +3,10 @@
 //!
 //! Conditions (a value passes for a detector if it holds), cheapest first:
 //! - trigger bytes, found with SIMD `memchr`: `@` (e-mail; with `://`, URL passwords), `=`
-//!   (connection-string keys, `sig=`; with `==`, storage keys), `_` (GitHub tokens), `J` (with
-//!   `eyJ`, JWTs), `-` (with `-----`, PEM keys);
+//!   (with `==`, storage keys; after `sig`, SAS signatures; after a secret's key name and
+//!   blanks, connection-string secrets), `_` (after `gh?` or `github`, GitHub tokens), `J` (with
+//!   `eyJ`, JWTs), `-` (with `-----`, PEM keys). Looking behind each `=` and `_` keeps SQL text,
+//!   where both are everywhere (`WHERE id = 1`, `pgbench_accounts`), away from those regexes;
 //! - digit-based detectors: enough ASCII digits in the value (card 13, phone `min_digits`,
 //!   IBAN 7), counted in one vectorised pass;
 //! - Azure DevOps PATs: an alphanumeric byte at one of the probe offsets (every 84th byte for
@@ -64,12 +66,14 @@ impl Gate {
                 }
             }
             if memchr::memchr(b'=', s).is_some() {
-                bits |= CONN | SAS;
+                for i in memchr::memchr_iter(b'=', s) {
+                    bits |= after_key(&s[..i]);
+                }
                 if memmem::find(s, b"==").is_some() {
                     bits |= STORAGE;
                 }
             }
-            if memchr::memchr(b'_', s).is_some() {
+            if on & GITHUB != 0 && memchr::memchr_iter(b'_', s).any(|i| github_prefix(&s[..i])) {
                 bits |= GITHUB;
             }
         }
@@ -97,6 +101,44 @@ impl Gate {
             bits |= DEVOPS;
         }
         bits & on
+    }
+}
+
+/// The detectors a `=` after `before` could belong to: `sig=` (SAS; `\bsig=`), and a
+/// connection-string key the `conn_kv` pattern names (`password`, `pwd`, `accountkey`,
+/// `sharedaccesskey`, `client_secret`/`clientsecret`), in any case, then blanks before the `=`.
+/// Only the key's ending is compared (`key`, `secret`): a superset, as a gate must be.
+#[inline]
+fn after_key(before: &[u8]) -> u16 {
+    let ends = |s: &[u8], word: &[u8]| {
+        s.len() >= word.len() && s[s.len() - word.len()..].eq_ignore_ascii_case(word)
+    };
+    let mut bits = 0;
+    if ends(before, b"sig") {
+        bits |= SAS;
+    }
+    let blanks = before
+        .iter()
+        .rev()
+        .take_while(|b| matches!(b, b' ' | b'\t'))
+        .count();
+    let key = &before[..before.len() - blanks];
+    if [&b"password"[..], b"pwd", b"key", b"secret"]
+        .iter()
+        .any(|w| ends(key, w))
+    {
+        bits |= CONN;
+    }
+    bits
+}
+
+/// Whether a `_` after `before` can start a GitHub token's marker: `gh[pousr]_` or
+/// `github_pat_` (both case-sensitive in the pattern).
+#[inline]
+fn github_prefix(before: &[u8]) -> bool {
+    match before {
+        [.., b'g', b'h', x] if b"pousr".contains(x) => true,
+        _ => before.ends_with(b"github"),
     }
 }
 
