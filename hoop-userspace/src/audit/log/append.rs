@@ -3,8 +3,9 @@
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::{Arc, MutexGuard};
-use std::time::SystemTime;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::audit::error::{AuditError, IoStep, WriteFailure};
 use crate::audit::events::SegmentStart;
@@ -13,6 +14,9 @@ use crate::audit::scan::SegmentSummary;
 use crate::audit::segment::segment_name;
 
 use super::state::{Shared, State, Writer};
+
+/// How long an appender spins for another's write before sleeping on the condvar.
+const SPIN: Duration = Duration::from_micros(20);
 
 impl Shared {
     /// Places `p` in the chain and returns once its line is in the segment file.
@@ -77,6 +81,7 @@ impl Shared {
     /// go in the next batch, written by one of them.
     pub fn lead<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         st.writing = true;
+        self.leading.store(true, Ordering::Relaxed);
         let (buf, hashes, last, upto) = st.take_batch();
         drop(st);
         let mut w = self.lock_writer();
@@ -98,6 +103,7 @@ impl Shared {
         }
         st.recycle(buf, hashes);
         st.writing = false;
+        self.leading.store(false, Ordering::Release);
         drop(w);
         if st.written_waiters > 0 {
             self.written_cv.notify_all();
@@ -106,11 +112,45 @@ impl Shared {
     }
 
     /// Waits for the leader writing now to finish its batch.
-    pub fn wait_written<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    ///
+    /// A batch's write takes a few µs, so an appender on another worker first spins for it
+    /// (up to [`SPIN`], with the lock released): a condvar wait costs that worker two context
+    /// switches and two futex calls, and stalls its other sessions longer. Measured with two
+    /// workers and pgbench -c 8: ~4% of appends found the other worker writing.
+    pub fn wait_written<'a>(&'a self, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        drop(st);
+        if self.spin_while_leading() {
+            return self.lock_state();
+        }
+        let mut st = self.lock_state();
+        if !st.writing {
+            return st;
+        }
         st.written_waiters += 1;
         let mut st = self.written_cv.wait(st).expect("audit state lock poisoned");
         st.written_waiters -= 1;
         st
+    }
+
+    /// Spins until no leader is writing; false when [`SPIN`] passes first (or on one CPU,
+    /// where the leader cannot run while this thread spins).
+    fn spin_while_leading(&self) -> bool {
+        static CPUS: OnceLock<usize> = OnceLock::new();
+        if *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from)) < 2 {
+            return false;
+        }
+        let start = Instant::now();
+        loop {
+            for _ in 0..64 {
+                if !self.leading.load(Ordering::Acquire) {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if start.elapsed() >= SPIN {
+                return false;
+            }
+        }
     }
 
     /// Closes the full segment and starts the next. Runs with both locks held so no record can

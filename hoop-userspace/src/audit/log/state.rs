@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
@@ -33,6 +34,8 @@ pub(crate) struct Shared {
     pub prune_lock: Mutex<()>,
     /// Followers wait here for the leader's write(2).
     pub written_cv: Condvar,
+    /// Mirrors `State::writing`, for appenders spinning without the lock.
+    pub leading: AtomicBool,
     /// Strict appenders wait here for a group commit.
     pub durable_cv: Condvar,
     /// Wakes the sync thread early.
@@ -56,6 +59,7 @@ impl Shared {
             sync_lock: Mutex::new(()),
             prune_lock: Mutex::new(()),
             written_cv: Condvar::new(),
+            leading: AtomicBool::new(false),
             durable_cv: Condvar::new(),
             sync_cv: Condvar::new(),
         }
