@@ -29,30 +29,24 @@ use crate::audit::{AuditLog, Durability, Receipt};
 use crate::{
     approval::Approvals,
     classify::Classification,
-    mask::{
-        Masker,
-        pg::{RowPlan, mask_error_notice},
-    },
+    mask::{Masker, pg::RowPlan},
     policy::{self, Action, Decision, PolicyState},
     proxy::stream::Stream,
     session::Session,
-    wire::postgres::{
-        BackendMessage, Direction, Frame, FrameSplitter, FrontendMessage, Limits,
-        backend::{ErrorNotice, Severity},
-        frontend::Target,
-    },
+    wire::postgres::{Direction, Frame, FrameSplitter, FrontendMessage, Limits, frontend::Target},
 };
 
 mod admit;
 mod events;
 mod hold;
 mod results;
+mod server;
 
 use admit::{RecordCache, Refusal, admit, decide_all, refuse};
 
 use events::{ExtShape, Pending, PendingKind, StatementOutcome};
 use hold::{Hold, hold};
-use results::data_row;
+use server::on_server_frame;
 
 const CHUNK: usize = 64 * 1024;
 const POSTGRES: crate::config::Protocol = crate::config::Protocol::Postgres;
@@ -491,176 +485,5 @@ async fn server_to_client(
             let _ = cx.client_wr.lock().await.shutdown().await;
             return Ok(());
         }
-    }
-}
-
-fn on_server_frame(
-    cx: &Cx<'_>,
-    sh: &mut Shared,
-    frame: &Frame,
-    out: &mut BytesMut,
-    finished: &mut Vec<(Pending, StatementOutcome)>,
-) -> Result<(), PgError> {
-    match frame.tag() {
-        b'D' => return data_row(cx, sh, frame, out),
-        b'T' => {
-            let simple = matches!(
-                sh.pending.front().map(|p| &p.kind),
-                Some(PendingKind::Simple { .. })
-            );
-            if simple {
-                // a simple query's result: its rows follow
-                let masker = sh.pending.front().and_then(|p| p.masker.clone());
-                sh.plan = match masker {
-                    Some(m) => Some(results::simple_plan(&m, frame, &mut sh.plan_memo)?),
-                    None => None,
-                };
-            } else if let Some((_, target, name)) = sh.describes.pop_front() {
-                // a Describe's answer: kept for the Executes that follow
-                match target {
-                    Target::Statement => sh.stmt_desc.insert(name, frame.clone()),
-                    Target::Portal => sh.portal_desc.insert(name, frame.clone()),
-                };
-            }
-        }
-        b'n' => {
-            if let Some((_, target, name)) = sh.describes.pop_front() {
-                match target {
-                    Target::Statement => sh.stmt_desc.remove(&name),
-                    Target::Portal => sh.portal_desc.remove(&name),
-                };
-            }
-        }
-        b'H' => {
-            // CopyOutResponse: overall format 1 is binary, which masking cannot read
-            let binary = frame.body().first() == Some(&1);
-            let masked = sh.pending.front().is_some_and(|p| p.masker.is_some());
-            if binary && masked {
-                return Err(PgError::ClientRefused(
-                    "binary COPY TO is refused while responses are masked".into(),
-                ));
-            }
-        }
-        b'd' => {
-            if let Some(m) = sh.pending.front().and_then(|p| p.masker.as_ref()) {
-                // COPY TO sends one row per CopyData (text or CSV): masked as text
-                let masked = m.mask_bytes(frame.body());
-                if let std::borrow::Cow::Owned(data) = masked {
-                    crate::wire::postgres::copy::encode_copy_data(out, &data)?;
-                    return Ok(());
-                }
-            }
-        }
-        b'N' => {
-            let pol = cx.pol();
-            let m = sh
-                .pending
-                .front()
-                .and_then(|p| p.masker.clone())
-                .unwrap_or_else(|| pol.masks.default_profile().clone());
-            mask_error_notice(&m, frame.wire(), out)
-                .map_err(|e| PgError::UpstreamMasking(e.to_string()))?;
-            return Ok(());
-        }
-        b'1' | b'2' if sh.swallow > 0 => {
-            sh.swallow -= 1;
-            return Ok(());
-        }
-        b'C' | b'I' | b's' => {
-            sh.plan = None;
-            let tag = match BackendMessage::parse(frame.raw()).map_err(PgError::UpstreamProtocol)? {
-                BackendMessage::CommandComplete(c) => c.tag.to_string(),
-                BackendMessage::PortalSuspended => "suspended".into(),
-                _ => String::new(),
-            };
-            complete_front(sh, StatementOutcome::Complete(tag), finished);
-        }
-        b'E' => {
-            let BackendMessage::ErrorResponse(e) =
-                BackendMessage::parse(frame.raw()).map_err(PgError::UpstreamProtocol)?
-            else {
-                unreachable!("tag E is ErrorResponse")
-            };
-            let code = e.code().unwrap_or("").to_string();
-            sh.swallow = 0;
-            let refused = sh.pending.front().and_then(|p| match p.kind {
-                PendingKind::Refused { code } => Some(code),
-                _ => None,
-            });
-            if refused == Some(code.as_str()) {
-                // our replacement's error, without the PL/pgSQL context of how it was raised
-                let message = e.get(b'M').unwrap_or("hoop: request refused");
-                let refused_code = refused.unwrap();
-                ErrorNotice {
-                    severity: Severity::Error,
-                    code: refused_code,
-                    message,
-                    detail: None,
-                    hint: None,
-                }
-                .encode_error(out)?;
-                complete_front(sh, StatementOutcome::Error(code), finished);
-                return Ok(());
-            }
-            // the server's own error: its text can quote values (a duplicate key, a bad input)
-            let masker = sh.pending.front().and_then(|p| p.masker.clone());
-            sh.plan = None;
-            complete_front(sh, StatementOutcome::Error(code), finished);
-            if let Some(m) = masker {
-                mask_error_notice(&m, frame.wire(), out)
-                    .map_err(|e| PgError::UpstreamMasking(e.to_string()))?;
-                return Ok(());
-            }
-        }
-        b'Z' => {
-            sh.plan = None;
-            sh.batches_done += 1;
-            // Describes of answered batches that got no answer (an error skipped them)
-            while sh
-                .describes
-                .front()
-                .is_some_and(|(b, _, _)| *b < sh.batches_done)
-            {
-                sh.describes.pop_front();
-            }
-            while sh
-                .pending
-                .front()
-                .is_some_and(|p| p.batch < sh.batches_done)
-            {
-                sh.pending.pop_front().unwrap().drain_unexecuted(finished);
-            }
-        }
-        _ => {}
-    }
-    out.extend_from_slice(frame.wire());
-    Ok(())
-}
-
-/// Attributes a completion to the oldest statement still waiting for one.
-fn complete_front(
-    sh: &mut Shared,
-    outcome: StatementOutcome,
-    finished: &mut Vec<(Pending, StatementOutcome)>,
-) {
-    let Some(front) = sh.pending.front_mut() else {
-        return;
-    };
-    match front.kind {
-        PendingKind::Simple { next: i } => {
-            let errored = matches!(outcome, StatementOutcome::Error(_));
-            finished.push((front.statement_at(i), outcome));
-            front.kind = if errored || i + 1 >= front.stmts.len().max(1) {
-                // an error ends a simple query: the statements after it never ran
-                PendingKind::Drained
-            } else {
-                PendingKind::Simple { next: i + 1 }
-            };
-        }
-        PendingKind::Extended | PendingKind::Refused { .. } => {
-            let p = sh.pending.pop_front().unwrap();
-            finished.push((p, outcome));
-        }
-        PendingKind::Drained => {}
     }
 }
