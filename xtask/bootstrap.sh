@@ -4,6 +4,7 @@
 #   xtask/bootstrap.sh run      build eBPF + hoopd and run hoopd on the embedded default config
 #   xtask/bootstrap.sh test     install test dependencies, build, run the whole test suite
 #   xtask/bootstrap.sh bench    benchmarks (ratios against baselines measured in the same run)
+#   xtask/bootstrap.sh fuzz     libFuzzer targets on the stable toolchain (--seconds N, targets)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_pg;
 mod deps;
+mod fuzz;
 
 use std::{
     path::{Path, PathBuf},
@@ -45,6 +46,14 @@ enum Cmd {
     /// Benchmarks: eBPF hook cost, TCP passthrough and PostgreSQL (vs direct and pgbouncer), as
     /// ratios measured in one run
     Bench,
+    /// Run the libFuzzer targets (wire decoders, classifier) on the stable toolchain
+    Fuzz {
+        /// Seconds per target
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+        /// Targets to run (default: all)
+        targets: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -55,6 +64,7 @@ fn main() -> Result<()> {
         Cmd::Test { args } => test(&args),
         Cmd::Deps => deps::install_test_deps(),
         Cmd::Bench => bench::run(),
+        Cmd::Fuzz { seconds, targets } => fuzz::run(&targets, seconds),
     }
 }
 
