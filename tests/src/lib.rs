@@ -45,13 +45,49 @@ pub fn run_root_trials<C: Send + Sync + 'static>(
         .iter()
         .map(|&(name, f)| {
             let ctx = ctx.clone();
-            libtest_mimic::Trial::test(name, move || f(ctx.as_deref().expect("fixture set up")))
-                .with_ignored_flag(!root)
+            libtest_mimic::Trial::test(name, move || {
+                // a panicked trial on this thread left its list behind: those dirs stay
+                take_scratch();
+                let result = f(ctx.as_deref().expect("fixture set up"));
+                clean_scratch(name, take_scratch(), result.is_ok());
+                result
+            })
+            .with_ignored_flag(!root)
         })
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
     drop(ctx);
+    // the shared fixture's directories (set up on this thread), once it has stopped
+    clean_scratch("fixture", take_scratch(), !conclusion.has_failed());
     conclusion.exit()
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Registers a directory a test made (an [`Env`]'s, a PostgreSQL data directory): removed once
+/// its trial has passed and everything in it stopped; kept, and named, when the trial fails or
+/// with `HOOP_KEEP_TEST_DIRS=1` — the logs, audit trail and server data are the evidence.
+pub fn scratch_dir(dir: &Path) {
+    SCRATCH.with(|s| s.borrow_mut().push(dir.to_owned()));
+}
+
+fn take_scratch() -> Vec<PathBuf> {
+    SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()))
+}
+
+fn clean_scratch(trial: &str, dirs: Vec<PathBuf>, passed: bool) {
+    let keep = std::env::var_os("HOOP_KEEP_TEST_DIRS").is_some_and(|v| !v.is_empty() && v != "0");
+    if !passed && !dirs.is_empty() {
+        let names: Vec<_> = dirs.iter().map(|d| d.display().to_string()).collect();
+        eprintln!("{trial}: kept for a look: {}", names.join(" "));
+    }
+    if passed && !keep {
+        for d in dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
 }
 
 pub fn is_root() -> bool {
@@ -187,6 +223,7 @@ impl Env {
         let dir = std::env::temp_dir().join(format!("hoop-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        scratch_dir(&dir);
         // tests run as anonymous workloads; the built-in policy would hold their writes for
         // approval, so each env starts with a permissive policy (tests of policy rewrite it)
         std::fs::write(dir.join("policy.toml"), PERMISSIVE_POLICY).unwrap();

@@ -67,6 +67,7 @@ impl Postgres {
         let dir = std::env::temp_dir().join(format!("hoop-pg-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        crate::scratch_dir(&dir);
         let data = dir.join("data");
         let pwfile = dir.join("pw");
         std::fs::write(&pwfile, PASSWORD).unwrap();

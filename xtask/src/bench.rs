@@ -51,6 +51,10 @@ pub fn run() -> Result<()> {
         let mut b = Bench::setup()?;
         let result = b.measure();
         b.teardown();
+        // on failure hoopd's log stays for a look
+        if result.is_ok() {
+            let _ = std::fs::remove_dir_all(&b.dir);
+        }
         result?;
     }
     // the engines alone (release builds): audit records/s in both durability modes, policy

@@ -175,17 +175,19 @@ mod tests {
 
     use super::*;
 
-    fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("hoop-ca-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+    /// A fresh directory, removed when the guard drops.
+    fn tmp(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("hoop-ca-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn creates_once_with_private_key_mode_and_reloads() {
-        let d = tmp("create");
-        let ca = NodeCa::load_or_create(&d).unwrap();
+        let dir = tmp("create");
+        let d = dir.path();
+        let ca = NodeCa::load_or_create(d).unwrap();
         let key_mode = fs::metadata(d.join(CA_KEY_FILE))
             .unwrap()
             .permissions()
@@ -194,7 +196,7 @@ mod tests {
         assert_eq!(key_mode, 0o600);
         let pem1 = fs::read_to_string(ca.cert_path()).unwrap();
         drop(ca);
-        let ca2 = NodeCa::load_or_create(&d).unwrap();
+        let ca2 = NodeCa::load_or_create(d).unwrap();
         assert_eq!(
             pem1,
             fs::read_to_string(ca2.cert_path()).unwrap(),
@@ -202,17 +204,18 @@ mod tests {
         );
         fs::set_permissions(d.join(CA_KEY_FILE), fs::Permissions::from_mode(0o644)).unwrap();
         assert!(
-            NodeCa::load_or_create(&d).is_err(),
+            NodeCa::load_or_create(d).is_err(),
             "a world-readable key is refused"
         );
     }
 
     #[test]
     fn leaves_verify_against_the_stored_ca_and_are_cached() {
-        let d = tmp("leaf");
-        drop(NodeCa::load_or_create(&d).unwrap());
+        let dir = tmp("leaf");
+        let d = dir.path();
+        drop(NodeCa::load_or_create(d).unwrap());
         // leaves minted by a reloaded issuer must chain to the certificate stored at creation
-        let ca = NodeCa::load_or_create(&d).unwrap();
+        let ca = NodeCa::load_or_create(d).unwrap();
         let leaf = ca.leaf("db1.postgres.database.azure.com").unwrap();
         assert!(Arc::ptr_eq(
             &leaf,
