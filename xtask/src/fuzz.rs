@@ -22,6 +22,8 @@ const TARGETS: &[(&str, Seeds)] = &[
     ("backend", Seeds::Captures(".be.bin")),
     ("startup", Seeds::Captures(".fe.bin")),
     ("classify", Seeds::Sql),
+    ("mask", Seeds::Texts(MASK_SEEDS)),
+    ("audit_line", Seeds::Texts(AUDIT_SEEDS)),
 ];
 
 enum Seeds {
@@ -29,7 +31,26 @@ enum Seeds {
     Captures(&'static str),
     /// A few statements of each kind the classifier tells apart.
     Sql,
+    /// Literal seeds.
+    Texts(&'static [&'static str]),
 }
+
+/// Values each masking detector looks for, near misses, and SQL around them.
+const MASK_SEEDS: &[&str] = &[
+    "ann@example.com, 4111 1111 1111 1111, DE89 3704 0044 0532 0130 00, +44 20 7946 0958",
+    "Server=h;Password=hunter2;AccountKey=abc==; postgres://u:p@h/db",
+    "https://a.blob.core.windows.net/c?sv=1&sig=AbCdEf0123%2Bxyz&se=2",
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln -----BEGIN RSA PRIVATE KEY-----",
+    "ghp_aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3fG5 github_pat_11ABCDEFG0123456789_abcdef",
+    "SELECT * FROM pgbench_accounts WHERE aid = 12345 AND note = 'x(555) 123-4567'",
+];
+
+/// A record and a checkpoint line as hoopd writes them (the hashes and the signature need not
+/// verify: the parsers are what is fuzzed).
+const AUDIT_SEEDS: &[&str] = &[
+    r#"{"event":{"config":"/etc/hoop/hoop.toml","version":"0.1.0"},"hash":"a144a0ef201a22b800bdec34a5ab8e69ac49b247c9992f17a4c583ead9e692b3","kind":"daemon.start","prev":"3a63be2db2368991a089249bb5235796d28385f44d0e9209d0e485c8c892305a","seq":1,"time":"2026-11-27T14:08:50.608043787Z","v":1}"#,
+    r#"{"head":"0af1b75df3598af46b4e354fa00681eba87e50ea04e472aa45b978d6c7dcc718","key":"c624953dcd4e999d8a99846942d6c2f26363047db46147d7c14ae4c9668d88aa","prev":"139b810a4cf2ed2dab5ed263cce40440ddaaa7c0a97c4f9b635e4ed24b9d53b9","root":"5d55ff68eb302de4f9a56e0f71bd43d40d09e7ba7d14a53c6f5e1ccf629a6a85","sig":"273c6f07402754400f34d66966c011697999c418ab77b9d637565d79caf1066b4ad364d61ad695f91773d3c4da3df70ffcc89f53e52da6f7efdea1f3f1374e0f","time":"2026-11-27T19:27:55.252918358Z","tree_size":8,"v":1}"#,
+];
 
 const SQL_SEEDS: &[&str] = &[
     "SELECT abalance FROM pgbench_accounts WHERE aid = 1",
@@ -124,11 +145,15 @@ fn seed(corpus: &Path, seeds: &Seeds) -> Result<()> {
                 }
             }
         }
-        Seeds::Sql => {
-            for (i, sql) in SQL_SEEDS.iter().enumerate() {
-                std::fs::write(corpus.join(format!("seed-{i}.sql")), sql)?;
-            }
-        }
+        Seeds::Sql => write_seeds(corpus, SQL_SEEDS)?,
+        Seeds::Texts(texts) => write_seeds(corpus, texts)?,
+    }
+    Ok(())
+}
+
+fn write_seeds(corpus: &Path, seeds: &[&str]) -> Result<()> {
+    for (i, text) in seeds.iter().enumerate() {
+        std::fs::write(corpus.join(format!("seed-{i}")), text)?;
     }
     Ok(())
 }
