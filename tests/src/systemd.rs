@@ -128,12 +128,10 @@ impl Systemd {
             if let Some(pid) = std::fs::read_to_string(&child)
                 .ok()
                 .and_then(|s| s.split_whitespace().next()?.parse().ok())
-            {
-                if std::fs::read_link(format!("/proc/{pid}/exe"))
+                && std::fs::read_link(format!("/proc/{pid}/exe"))
                     .is_ok_and(|e| e.ends_with("systemd"))
-                {
-                    return pid;
-                }
+            {
+                return pid;
             }
             if let Ok(Some(st)) = self.unshare.try_wait() {
                 let mut err = String::new();

@@ -250,10 +250,10 @@ fn kill9_loses_no_executed_statement(_: &Postgres) -> Result<(), Failed> {
     })?;
     let mut recorded = std::collections::HashSet::new();
     for l in lines(&segment(&state.join("audit"))) {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l) {
-            if v["kind"] == "pg.request" {
-                recorded.insert(v["event"]["text_sha256"].as_str().unwrap_or("").to_string());
-            }
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l)
+            && v["kind"] == "pg.request"
+        {
+            recorded.insert(v["event"]["text_sha256"].as_str().unwrap_or("").to_string());
         }
     }
     use sha2::Digest;

@@ -392,13 +392,13 @@ impl Config {
                 "must be an IPv4 loopback address".into(),
             ));
         }
-        if let Some(a6) = l.address6 {
-            if !(a6.is_ipv6() && a6.ip().is_loopback()) {
-                return Err((
-                    "listen.address6".into(),
-                    "must be an IPv6 loopback address".into(),
-                ));
-            }
+        if let Some(a6) = l.address6
+            && !(a6.is_ipv6() && a6.ip().is_loopback())
+        {
+            return Err((
+                "listen.address6".into(),
+                "must be an IPv6 loopback address".into(),
+            ));
         }
         if l.workers > 1024 {
             return Err((
@@ -436,10 +436,10 @@ impl Config {
                 "must be an absolute path".into(),
             ));
         }
-        if let Some(cg) = &i.cgroup {
-            if !cg.is_absolute() {
-                return Err(("intercept.cgroup".into(), "must be an absolute path".into()));
-            }
+        if let Some(cg) = &i.cgroup
+            && !cg.is_absolute()
+        {
+            return Err(("intercept.cgroup".into(), "must be an absolute path".into()));
         }
         if !self.control.socket.is_absolute() {
             return Err(("control.socket".into(), "must be an absolute path".into()));
@@ -450,10 +450,10 @@ impl Config {
         if self.proxy.connect_timeout_ms == 0 {
             return Err(("proxy.connect_timeout_ms".into(), "must be > 0".into()));
         }
-        if let Some(p) = &self.policy.file {
-            if !p.is_absolute() {
-                return Err(("policy.file".into(), "must be an absolute path".into()));
-            }
+        if let Some(p) = &self.policy.file
+            && !p.is_absolute()
+        {
+            return Err(("policy.file".into(), "must be an absolute path".into()));
         }
         if self.approval.timeout_s == 0 || self.approval.timeout_s > 86_400 {
             return Err((

@@ -45,10 +45,10 @@ pub(super) fn validate_target(
             "deny_statements, review_statements, upstream_ca and upstream_tls need protocol \"postgres\"".into(),
         ));
     }
-    if let Some(ca) = &t.upstream_ca {
-        if !ca.is_absolute() {
-            return Err((key("upstream_ca"), "must be an absolute path".into()));
-        }
+    if let Some(ca) = &t.upstream_ca
+        && !ca.is_absolute()
+    {
+        return Err((key("upstream_ca"), "must be an absolute path".into()));
     }
     if t.cidrs.is_empty() && t.hosts.is_empty() {
         return Err((key("cidrs"), "a target needs cidrs or hosts".into()));

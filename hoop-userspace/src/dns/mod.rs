@@ -147,10 +147,8 @@ impl Forwarder {
         }
         // a new address is on disk before the client has it: a hoopd killed right after
         // still protects it when it comes back
-        if grew {
-            if let Err(e) = self.node.intercept.save_learned(&self.learned_file) {
-                tracing::error!(error = %e, "cannot save the learned DNS addresses");
-            }
+        if grew && let Err(e) = self.node.intercept.save_learned(&self.learned_file) {
+            tracing::error!(error = %e, "cannot save the learned DNS addresses");
         }
         Some(answer.to_vec())
     }

@@ -85,11 +85,11 @@ impl<'a> Btf<'a> {
         let mut pos = 0;
         while pos < types_raw.len() {
             let (ty, len) = parse_type(types_raw, pos)?;
-            if let Ty::Composite { name_off, .. } = &ty {
-                if *name_off != 0 {
-                    let id = btf.types.len() as u32 + 1;
-                    btf.by_name.entry(btf.str_at(*name_off)).or_insert(id);
-                }
+            if let Ty::Composite { name_off, .. } = &ty
+                && *name_off != 0
+            {
+                let id = btf.types.len() as u32 + 1;
+                btf.by_name.entry(btf.str_at(*name_off)).or_insert(id);
             }
             btf.types.push(ty);
             pos += len;
@@ -126,7 +126,7 @@ impl<'a> Btf<'a> {
                 if let Some(off) = self.find(m.type_id, name, bits) {
                     return Some(off);
                 }
-            } else if self.str_at(m.name_off) == name && bits % 8 == 0 {
+            } else if self.str_at(m.name_off) == name && bits.is_multiple_of(8) {
                 return Some(bits / 8);
             }
         }
@@ -182,11 +182,11 @@ mod tests {
         let o = super::task_offsets().unwrap();
         // task_struct is several KiB; both fields live well inside it and are pointer-aligned
         assert!(
-            o.group_leader > 0 && o.group_leader < 16384 && o.group_leader % 8 == 0,
+            o.group_leader > 0 && o.group_leader < 16384 && o.group_leader.is_multiple_of(8),
             "{o:?}"
         );
         assert!(
-            o.start_boottime > 0 && o.start_boottime < 16384 && o.start_boottime % 8 == 0,
+            o.start_boottime > 0 && o.start_boottime < 16384 && o.start_boottime.is_multiple_of(8),
             "{o:?}"
         );
         assert_ne!(o.group_leader, o.start_boottime);

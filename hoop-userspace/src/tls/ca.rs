@@ -89,10 +89,10 @@ impl NodeCa {
     pub fn leaf(&self, host: &str) -> Result<Arc<CertifiedKey>, TlsError> {
         let now = OffsetDateTime::now_utc();
         let mut cache = self.leaves.lock().unwrap();
-        if let Some((ck, expires)) = cache.get(host) {
-            if *expires - LEAF_RENEW_BEFORE > now {
-                return Ok(ck.clone());
-            }
+        if let Some((ck, expires)) = cache.get(host)
+            && *expires - LEAF_RENEW_BEFORE > now
+        {
+            return Ok(ck.clone());
         }
         let (ck, expires) = self.mint(host, now)?;
         if cache.len() >= LEAF_CACHE_MAX {
