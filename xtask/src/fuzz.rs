@@ -14,14 +14,14 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{root, status};
+use crate::{cargo, root, status};
 
 /// Every target in `hoop-userspace/fuzz/Cargo.toml`, with the captures that seed it.
 const TARGETS: &[(&str, Seeds)] = &[
     ("frontend", Seeds::Captures(".fe.bin")),
     ("backend", Seeds::Captures(".be.bin")),
     ("startup", Seeds::Captures(".fe.bin")),
-    ("classify", Seeds::Sql),
+    ("classify", Seeds::Texts(SQL_SEEDS)),
     ("mask", Seeds::Texts(MASK_SEEDS)),
     ("audit_line", Seeds::Texts(AUDIT_SEEDS)),
 ];
@@ -29,8 +29,6 @@ const TARGETS: &[(&str, Seeds)] = &[
 enum Seeds {
     /// Captured byte streams of one direction (file name suffix).
     Captures(&'static str),
-    /// A few statements of each kind the classifier tells apart.
-    Sql,
     /// Literal seeds.
     Texts(&'static [&'static str]),
 }
@@ -52,6 +50,7 @@ const AUDIT_SEEDS: &[&str] = &[
     r#"{"head":"0af1b75df3598af46b4e354fa00681eba87e50ea04e472aa45b978d6c7dcc718","key":"c624953dcd4e999d8a99846942d6c2f26363047db46147d7c14ae4c9668d88aa","prev":"139b810a4cf2ed2dab5ed263cce40440ddaaa7c0a97c4f9b635e4ed24b9d53b9","root":"5d55ff68eb302de4f9a56e0f71bd43d40d09e7ba7d14a53c6f5e1ccf629a6a85","sig":"273c6f07402754400f34d66966c011697999c418ab77b9d637565d79caf1066b4ad364d61ad695f91773d3c4da3df70ffcc89f53e52da6f7efdea1f3f1374e0f","time":"2026-11-27T19:27:55.252918358Z","tree_size":8,"v":1}"#,
 ];
 
+/// A few statements of each kind the classifier tells apart.
 const SQL_SEEDS: &[&str] = &[
     "SELECT abalance FROM pgbench_accounts WHERE aid = 1",
     "WITH d AS (DELETE FROM t WHERE x RETURNING *) SELECT * FROM d",
@@ -85,7 +84,7 @@ pub fn run(only: &[String], seconds: u32) -> Result<()> {
     let dir = root().join("target/fuzz");
     let manifest = root().join("hoop-userspace/fuzz/Cargo.toml");
     status(
-        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        cargo()
             .args([
                 "build",
                 "--locked",
@@ -145,15 +144,11 @@ fn seed(corpus: &Path, seeds: &Seeds) -> Result<()> {
                 }
             }
         }
-        Seeds::Sql => write_seeds(corpus, SQL_SEEDS)?,
-        Seeds::Texts(texts) => write_seeds(corpus, texts)?,
-    }
-    Ok(())
-}
-
-fn write_seeds(corpus: &Path, seeds: &[&str]) -> Result<()> {
-    for (i, text) in seeds.iter().enumerate() {
-        std::fs::write(corpus.join(format!("seed-{i}")), text)?;
+        Seeds::Texts(texts) => {
+            for (i, text) in texts.iter().enumerate() {
+                std::fs::write(corpus.join(format!("seed-{i}")), text)?;
+            }
+        }
     }
     Ok(())
 }
