@@ -125,7 +125,8 @@ pub async fn run(
         identity: RwLock::new(Arc::new(identity)),
     });
     let workers = Arc::new(
-        proxy::Workers::start(cfg.listen.worker_count(), &node).map_err(DaemonError::Workers)?,
+        proxy::Workers::start(cfg.listen.worker_count(), &node, cfg.listen.busy_poll())
+            .map_err(DaemonError::Workers)?,
     );
     for l in listeners {
         tokio::spawn(proxy::serve(l, workers.clone()));

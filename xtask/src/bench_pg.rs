@@ -283,8 +283,13 @@ fn print_header(seconds: u32) {
          PostgreSQL 15 on {PG_HOST}:{PG_PORT}"
     );
     println!(
-        "  hoopd: pgbench in the cgroup, eBPF redirect, `postgres` target (verified TLS upstream, HOOP_LOG=warn); \
-         pgbouncer: session pool, TLS both legs; ratio = tps / direct tps"
+        "  hoopd: pgbench in the cgroup, eBPF redirect, `postgres` target (verified TLS upstream, HOOP_LOG=warn, \
+         busy polling {}); pgbouncer: session pool, TLS both legs; ratio = tps / direct tps",
+        match world::busy_poll_setting() {
+            Ok(Some(0)) => "off".to_string(),
+            Ok(Some(us)) => format!("up to {us} µs"),
+            _ => "hoopd's default".to_string(),
+        }
     );
     println!(
         "  {:<14} {:>10} {:>9} | {:>10} {:>9} {:>6} | {:>10} {:>9} {:>6} | {:>9}",

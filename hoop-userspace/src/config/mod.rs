@@ -11,6 +11,7 @@ mod validate;
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use ipnet::IpNet;
@@ -91,6 +92,10 @@ pub struct Listen {
     /// Connection worker threads (each a single-threaded runtime owning its sessions whole);
     /// default (0): one per CPU hoopd may run on.
     pub workers: usize,
+    /// The longest a connection worker keeps polling its sockets after a read before it
+    /// sleeps, in µs, and only while the node has idle CPU (see `proxy::busy_poll`); the
+    /// window adapts below it. Default 200; 0 turns polling off.
+    pub busy_poll_us: u64,
 }
 
 impl Default for Listen {
@@ -99,11 +104,17 @@ impl Default for Listen {
             address: "127.0.0.1:977".parse().unwrap(),
             address6: Some("[::1]:977".parse().unwrap()),
             workers: 0,
+            busy_poll_us: 200,
         }
     }
 }
 
 impl Listen {
+    /// The longest busy-poll window of a connection worker (zero: off).
+    pub fn busy_poll(&self) -> Duration {
+        Duration::from_micros(self.busy_poll_us)
+    }
+
     /// The number of connection workers to start.
     pub fn worker_count(&self) -> usize {
         match self.workers {
@@ -404,6 +415,12 @@ impl Config {
             return Err((
                 "listen.workers".into(),
                 "at most 1024 (0: one per CPU)".into(),
+            ));
+        }
+        if l.busy_poll_us > 10_000 {
+            return Err((
+                "listen.busy_poll_us".into(),
+                "at most 10000 (10 ms; 0 turns busy polling off)".into(),
             ));
         }
         if !self.metrics.listen.ip().is_loopback() {

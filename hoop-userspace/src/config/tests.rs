@@ -137,3 +137,18 @@ fn connection_workers() {
     let e = invalid("[listen]\nworkers = -1\n");
     assert!(e.contains("workers"), "{e}");
 }
+
+#[test]
+fn busy_polling() {
+    let default = Config::parse("", "t").unwrap();
+    assert_eq!(default.listen.busy_poll(), Duration::from_micros(200));
+    let off = Config::parse("[listen]\nbusy_poll_us = 0\n", "t").unwrap();
+    assert!(off.listen.busy_poll().is_zero());
+    let e = invalid("[listen]\nbusy_poll_us = 20000\n");
+    assert!(
+        e.contains("listen.busy_poll_us") && e.contains("10000"),
+        "{e}"
+    );
+    let e = invalid("[listen]\nbusy_poll_us = -5\n");
+    assert!(e.contains("busy_poll_us"), "{e}");
+}

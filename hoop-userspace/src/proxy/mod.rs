@@ -1,6 +1,7 @@
 //! The listener side of the data path: accept a redirected connection, recover where it was
 //! going and who made it, and dispatch on the target's protocol.
 
+pub mod busy_poll;
 pub mod postgres;
 pub mod stream;
 pub mod tcp;
@@ -66,7 +67,8 @@ impl Node {
 /// single-threaded runtime. A session lives on one worker whole — both directions, TLS, the
 /// decision, masking and its audit writes — so a statement's round trip never wakes another
 /// thread and a session's state stays on one core. A new connection goes to the worker with
-/// the fewest live sessions.
+/// the fewest live sessions. With `busy_poll` (`[listen] busy_poll_us`) a worker that has just
+/// read keeps polling into idle CPU before it sleeps (see `busy_poll`).
 pub struct Workers {
     workers: Vec<Worker>,
     next: AtomicUsize,
@@ -78,10 +80,26 @@ struct Worker {
 }
 
 impl Workers {
-    /// Starts `n` (≥ 1) worker threads serving `node`'s connections.
-    pub fn start(n: usize, node: &Arc<Node>) -> std::io::Result<Self> {
+    /// Starts `n` (≥ 1) worker threads serving `node`'s connections, each polling up to
+    /// `busy_poll` after a read (zero: never).
+    pub fn start(n: usize, node: &Arc<Node>, busy_poll: Duration) -> std::io::Result<Self> {
+        let idle = if busy_poll.is_zero() {
+            None
+        } else {
+            match busy_poll::IdleCpu::open() {
+                Ok(idle) => Some(idle),
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        "busy polling off: /proc/loadavg is needed to poll only into idle CPU"
+                    );
+                    None
+                }
+            }
+        };
         let mut workers = Vec::with_capacity(n);
         for i in 0..n.max(1) {
+            let idle = idle.clone();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .thread_name(format!("hoop-conn-{i}"))
@@ -93,6 +111,9 @@ impl Workers {
                 .name(format!("hoop-conn-{i}"))
                 .spawn(move || {
                     rt.block_on(async move {
+                        if let Some(idle) = idle {
+                            tokio::spawn(busy_poll::run(busy_poll, idle));
+                        }
                         while let Some((stream, peer)) = rx.recv().await {
                             let stream = match TcpStream::from_std(stream) {
                                 Ok(s) => s,

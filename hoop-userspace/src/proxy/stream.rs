@@ -72,7 +72,12 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        delegate!(self, s => s.poll_read(cx, buf))
+        let before = buf.filled().len();
+        let r = delegate!(self, s => s.poll_read(cx, buf));
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            super::busy_poll::note_activity();
+        }
+        r
     }
 }
 
