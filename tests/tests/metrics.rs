@@ -195,6 +195,12 @@ fn metrics_during_a_postgres_session(pg: &Postgres) -> Result<(), Failed> {
         || live.clone(),
     )?;
     check(v("hoop_approvals_pending")? == 0.0, || live.clone())?;
+    // the workers' pollers ran (default `busy_poll_us`): every read wakes its worker's poller,
+    // which ends by running out or by finding a thread waiting for a CPU (which of the two
+    // depends on the machine's load)
+    let stops = v("hoop_worker_busy_poll_stops_total{reason=\"ran_out\"}")?
+        + v("hoop_worker_busy_poll_stops_total{reason=\"cpu_busy\"}")?;
+    check(stops >= 1.0, || live.clone())?;
     check(scrape_time < Duration::from_secs(1), || {
         format!("scrape took {scrape_time:?}")
     })?;

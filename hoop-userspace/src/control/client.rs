@@ -40,11 +40,11 @@ impl Client {
         let mut line = serde_json::to_vec(req).map_err(|e| e.to_string())?;
         line.push(b'\n');
         self.writer.write_all(&line).map_err(|e| e.to_string())?;
-        self.next()
+        self.read_response()
     }
 
     /// The next response (for `watch`, the next event).
-    pub fn next(&mut self) -> Result<serde_json::Value, String> {
+    pub fn read_response(&mut self) -> Result<serde_json::Value, String> {
         let mut line = String::new();
         if self
             .reader

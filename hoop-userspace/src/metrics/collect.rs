@@ -30,6 +30,7 @@ pub struct Snapshot {
     pub targets: usize,
     /// Addresses learned from DNS answers.
     pub dns_learned: usize,
+    pub busy_poll: crate::proxy::busy_poll::Stats,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +61,7 @@ impl Snapshot {
             maps,
             targets: configured.len(),
             dns_learned: node.intercept.learned_count(),
+            busy_poll: crate::proxy::busy_poll::stats(),
         }
     }
 
@@ -168,6 +170,7 @@ impl Collector for Snapshot {
             gauge,
         )?;
         self.encode_audit(&mut enc)?;
+        self.encode_busy_poll(&mut enc)?;
         self.encode_ebpf(&mut enc)
     }
 }
@@ -271,6 +274,36 @@ impl Snapshot {
             MetricType::Gauge,
             one(i64::from(a.failed)),
             gauge,
+        )
+    }
+
+    fn encode_busy_poll(&self, enc: &mut DescriptorEncoder) -> fmt::Result {
+        let b = &self.busy_poll;
+        family(
+            enc,
+            "worker_busy_poll_seconds",
+            "Time connection workers spent polling their sockets instead of sleeping ([listen] busy_poll_us).",
+            MetricType::Counter,
+            [(vec![], b.polled.as_secs_f64())],
+            |m, v| m.encode_counter::<NoLabelSet, f64, u64>(&v, None),
+        )?;
+        family(
+            enc,
+            "worker_busy_poll_reads",
+            "Reads that arrived while their worker was polling (each a wake-up saved).",
+            MetricType::Counter,
+            [(vec![], b.caught)],
+            counter,
+        )?;
+        let stops = [("ran_out", b.ran_out), ("cpu_busy", b.cpu_busy)]
+            .map(|(r, n)| (vec![("reason", Cow::Borrowed(r))], n));
+        family(
+            enc,
+            "worker_busy_poll_stops",
+            "Polls ended: the window passed with no read, or a thread was waiting for a CPU.",
+            MetricType::Counter,
+            stops,
+            counter,
         )
     }
 

@@ -82,6 +82,12 @@ fn snapshot(m: &Metrics) -> Snapshot {
         }]),
         targets: 2,
         dns_learned: 5,
+        busy_poll: crate::proxy::busy_poll::Stats {
+            polled: Duration::from_millis(1500),
+            caught: 12,
+            ran_out: 3,
+            cpu_busy: 4,
+        },
     }
 }
 
@@ -114,6 +120,10 @@ fn text_exposition_has_every_family_with_sane_values() {
         "hoop_dns_queries_total{outcome=\"redirected\"} 7",
         "hoop_dns_queries_total{outcome=\"dropped\"} 2",
         "hoop_dns_learned_addresses 5",
+        "hoop_worker_busy_poll_seconds_total 1.5",
+        "hoop_worker_busy_poll_reads_total 12",
+        "hoop_worker_busy_poll_stops_total{reason=\"ran_out\"} 3",
+        "hoop_worker_busy_poll_stops_total{reason=\"cpu_busy\"} 4",
     ] {
         assert!(
             text.lines().any(|l| l == line),

@@ -34,7 +34,10 @@ use std::{
     fs::File,
     future::poll_fn,
     os::unix::fs::FileExt,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
     task::{Poll, Waker},
     time::{Duration, Instant},
 };
@@ -46,6 +49,33 @@ thread_local! {
     static ACTIVITY: Cell<u64> = const { Cell::new(0) };
     /// The worker's poller while it sleeps waiting for activity.
     static PARKED: RefCell<Option<Waker>> = const { RefCell::new(None) };
+}
+
+static POLLED_NS: AtomicU64 = AtomicU64::new(0);
+static CAUGHT: AtomicU64 = AtomicU64::new(0);
+static RAN_OUT: AtomicU64 = AtomicU64::new(0);
+static CPU_BUSY: AtomicU64 = AtomicU64::new(0);
+
+/// What the node's workers' polling did, since start (for the metrics endpoint).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Time spent polling.
+    pub polled: Duration,
+    /// Reads that arrived while their worker was polling: each a wake-up saved.
+    pub caught: u64,
+    /// Polls that ended because the window passed with no read.
+    pub ran_out: u64,
+    /// Polls that ended because a thread was waiting for a CPU.
+    pub cpu_busy: u64,
+}
+
+pub fn stats() -> Stats {
+    Stats {
+        polled: Duration::from_nanos(POLLED_NS.load(Relaxed)),
+        caught: CAUGHT.load(Relaxed),
+        ran_out: RAN_OUT.load(Relaxed),
+        cpu_busy: CPU_BUSY.load(Relaxed),
+    }
 }
 
 /// A read on this thread's sessions returned data.
@@ -147,7 +177,8 @@ pub async fn run(max: Duration, idle: Arc<IdleCpu>) {
             window.after_sleep(slept.elapsed());
         }
         seen = activity();
-        let mut last = Instant::now();
+        let start = Instant::now();
+        let mut last = start;
         ran_out = loop {
             if last.elapsed() >= window.current() {
                 break true;
@@ -156,10 +187,14 @@ pub async fn run(max: Duration, idle: Arc<IdleCpu>) {
             let now = activity();
             if now != seen {
                 (seen, last) = (now, Instant::now());
+                CAUGHT.fetch_add(1, Relaxed);
             } else if !idle.now() {
                 break false;
             }
         };
+        let polled = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        POLLED_NS.fetch_add(polled, Relaxed);
+        if ran_out { &RAN_OUT } else { &CPU_BUSY }.fetch_add(1, Relaxed);
     }
 }
 
@@ -254,6 +289,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
             let asleep = count();
             assert!(asleep <= 2, "polled {asleep} times with no traffic");
+            let before = stats();
             // traffic: the window (25 µs at first) is polled through, then it sleeps again
             note_activity();
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -264,6 +300,10 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
             assert_eq!(count(), after, "still polling 20 ms after the last read");
+            let d = stats();
+            assert_eq!(d.ran_out, before.ran_out + 1, "{before:?} → {d:?}");
+            assert_eq!((d.caught, d.cpu_busy), (before.caught, before.cpu_busy));
+            assert!(d.polled >= before.polled + GROW_START, "{before:?} → {d:?}");
             task.abort();
         });
     }

@@ -7,6 +7,6 @@ use hoop_userspace::control::{Request, client::Client};
 pub fn run(client: &mut Client) -> Result<ExitCode, String> {
     client.call(&Request::Watch)?;
     loop {
-        println!("{}", client.next()?);
+        println!("{}", client.read_response()?);
     }
 }

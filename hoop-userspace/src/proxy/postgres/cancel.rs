@@ -19,9 +19,12 @@ struct Entry {
     upstream: Upstream,
 }
 
+/// Sessions by the cancel key hoopd gave their client: (process ID, secret).
+type Keys = HashMap<(i32, [u8; 4]), Entry>;
+
 #[derive(Default, Clone)]
 pub struct CancelRegistry {
-    keys: Arc<Mutex<HashMap<(i32, [u8; 4]), Entry>>>,
+    keys: Arc<Mutex<Keys>>,
 }
 
 /// The proxy's key for one session; unregistered when dropped (the session ended).
