@@ -10,10 +10,10 @@
 //! pgbench -c 1 through hoopd went from +65 to +30 µs over direct (simple protocol) and from
 //! +80 to +16 µs (prepared).
 //!
-//! Only into idle CPU: every round checks how many threads the node has runnable
-//! (`/proc/loadavg`, this one included) and stops polling as soon as that exceeds the CPUs
-//! hoopd may use, so a busy node (pgbench -c 8 here) never has a thread waiting behind a
-//! polling worker. Without `/proc/loadavg` hoopd cannot tell, and does not poll.
+//! Only into idle CPU: every few µs of polling it checks how many threads the node has runnable
+//! (`/proc/loadavg`, this one included) and stops as soon as that exceeds the CPUs hoopd may
+//! use, so on a busy node (pgbench -c 8 here) no thread waits behind a polling worker for
+//! longer than that. Without `/proc/loadavg` hoopd cannot tell, and does not poll.
 //!
 //! How long: the window adapts as the kernel's haltpoll cpuidle governor adapts its poll time.
 //! When a window runs out and the worker's sleep then ends within the configured maximum, a
@@ -44,6 +44,10 @@ use std::{
 
 /// The smallest window worth polling (a window halved below it becomes none).
 pub const GROW_START: Duration = Duration::from_micros(25);
+
+/// How often a poll looks at the node's load: a read of `/proc/loadavg` costs about a µs, a
+/// round of the runtime's socket poll half that.
+const LOAD_CHECK: Duration = Duration::from_micros(5);
 
 thread_local! {
     static ACTIVITY: Cell<u64> = const { Cell::new(0) };
@@ -178,7 +182,7 @@ pub async fn run(max: Duration, idle: Arc<IdleCpu>) {
         }
         seen = activity();
         let start = Instant::now();
-        let mut last = start;
+        let (mut last, mut checked) = (start, start);
         ran_out = loop {
             if last.elapsed() >= window.current() {
                 break true;
@@ -188,8 +192,11 @@ pub async fn run(max: Duration, idle: Arc<IdleCpu>) {
             if now != seen {
                 (seen, last) = (now, Instant::now());
                 CAUGHT.fetch_add(1, Relaxed);
-            } else if !idle.now() {
-                break false;
+            } else if checked.elapsed() >= LOAD_CHECK {
+                checked = Instant::now();
+                if !idle.now() {
+                    break false;
+                }
             }
         };
         let polled = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
