@@ -19,9 +19,9 @@
 //! When a window runs out and the worker's sleep then ends within the configured maximum, a
 //! longer window would have caught the message: it doubles (from [`GROW_START`], up to the
 //! maximum). When the sleep outlasts the maximum, polling could not have helped: it halves
-//! (to none below [`GROW_START`]). So a session whose server is a network round trip away
-//! (Azure, ~1 ms) stops paying for windows that never catch its answers, while a chatty local
-//! client keeps them.
+//! (to none below [`GROW_START`]). So where reads come further apart than the maximum (the
+//! answers of a server a network round trip away, ~1 ms to Azure) the window stays short
+//! instead of being spent on every wait, while a chatty local client keeps it long.
 //!
 //! The mechanism: reads on this worker's sessions bump a thread-local counter
 //! ([`note_activity`], from `Stream::poll_read`); one task per worker waits for it, then yields
