@@ -289,8 +289,8 @@ impl Snapshot {
         )?;
         family(
             enc,
-            "worker_busy_poll_reads",
-            "Reads that arrived while their worker was polling (each a wake-up saved).",
+            "worker_busy_poll_wakeups_saved",
+            "Times a polling connection worker found new data without having slept (each a wake-up saved).",
             MetricType::Counter,
             [(vec![], b.caught)],
             counter,

@@ -121,7 +121,7 @@ fn text_exposition_has_every_family_with_sane_values() {
         "hoop_dns_queries_total{outcome=\"dropped\"} 2",
         "hoop_dns_learned_addresses 5",
         "hoop_worker_busy_poll_seconds_total 1.5",
-        "hoop_worker_busy_poll_reads_total 12",
+        "hoop_worker_busy_poll_wakeups_saved_total 12",
         "hoop_worker_busy_poll_stops_total{reason=\"ran_out\"} 3",
         "hoop_worker_busy_poll_stops_total{reason=\"cpu_busy\"} 4",
     ] {

@@ -53,6 +53,9 @@ thread_local! {
     static ACTIVITY: Cell<u64> = const { Cell::new(0) };
     /// The worker's poller while it sleeps waiting for activity.
     static PARKED: RefCell<Option<Waker>> = const { RefCell::new(None) };
+    /// When the read that woke the poller arrived (the poller itself runs later, after the
+    /// session that read has done its work).
+    static WOKEN_AT: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
 static POLLED_NS: AtomicU64 = AtomicU64::new(0);
@@ -65,7 +68,7 @@ static CPU_BUSY: AtomicU64 = AtomicU64::new(0);
 pub struct Stats {
     /// Time spent polling.
     pub polled: Duration,
-    /// Reads that arrived while their worker was polling: each a wake-up saved.
+    /// Times a polling worker found new data without having slept: each a wake-up saved.
     pub caught: u64,
     /// Polls that ended because the window passed with no read.
     pub ran_out: u64,
@@ -88,6 +91,7 @@ pub fn note_activity() {
     ACTIVITY.with(|a| a.set(a.get().wrapping_add(1)));
     PARKED.with(|p| {
         if let Some(w) = p.borrow_mut().take() {
+            WOKEN_AT.set(Some(Instant::now()));
             w.wake();
         }
     });
@@ -177,8 +181,9 @@ pub async fn run(max: Duration, idle: Arc<IdleCpu>) {
             }
         })
         .await;
+        let woken = WOKEN_AT.take().unwrap_or_else(Instant::now);
         if ran_out {
-            window.after_sleep(slept.elapsed());
+            window.after_sleep(woken.saturating_duration_since(slept));
         }
         seen = activity();
         let start = Instant::now();
