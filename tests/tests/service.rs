@@ -438,7 +438,19 @@ fn started_only_when_protecting(sd: &Systemd, echo: &Echo) -> Result<(), Failed>
         metrics.contains("hoop_sessions_total{protocol=\"tcp\"} 1")
             && metrics.contains("hoop_ebpf_redirects_total 1"),
         || format!("metrics:\n{metrics}"),
-    )
+    )?;
+    // busy polling works inside the sandbox: it needs /proc/loadavg (hidden by ProcSubset=pid),
+    // and the client's reads woke a worker's poller, which stopped one way or the other
+    let journal = sd.journal("hoopd.service");
+    check(!journal.contains("busy polling off"), || {
+        format!("busy polling is off under the unit:\n{journal}")
+    })?;
+    let stops: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("hoop_worker_busy_poll_stops_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    check(stops >= 1.0, || format!("no busy poll ran:\n{metrics}"))
 }
 
 fn reloads_and_stops_fail_closed(sd: &Systemd, host: &HostState) -> Result<(), Failed> {

@@ -30,6 +30,7 @@ pub struct Snapshot {
     pub targets: usize,
     /// Addresses learned from DNS answers.
     pub dns_learned: usize,
+    /// What the connection workers' busy polling did.
     pub busy_poll: crate::proxy::busy_poll::Stats,
 }
 

@@ -49,6 +49,7 @@ where
         if n == 0 {
             return w.shutdown().await;
         }
+        super::busy_poll::note_activity();
         w.write_all(&buf[..n]).await?;
         count(s, n as u64);
     }
