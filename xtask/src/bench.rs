@@ -190,7 +190,8 @@ impl Bench {
 
         let h = self.start_hoopd()?;
         println!(
-            "passthrough: {PROTECTED}, through hoopd (client in cgroup) vs direct (outside), {ROUNDS} rounds"
+            "passthrough: {PROTECTED}, through hoopd (client in cgroup; busy polling {}) vs direct (outside), {ROUNDS} rounds",
+            busy_poll_label()
         );
         let (mut tp_p, mut tp_d, mut rtt_p, mut rtt_d) = (vec![], vec![], vec![], vec![]);
         for _ in 0..ROUNDS {
@@ -234,8 +235,11 @@ fn write_config(
     dir: &std::path::Path,
     guard: bool,
 ) -> Result<()> {
+    let busy_poll = busy_poll_setting()?
+        .map(|us| format!("busy_poll_us = {us}\n"))
+        .unwrap_or_default();
     let text = format!(
-        "[listen]\naddress = \"{LISTEN}\"\naddress6 = \"[::1]:19900\"\n[intercept]\ncgroup = \"{}\"\n\
+        "[listen]\n{busy_poll}address = \"{LISTEN}\"\naddress6 = \"[::1]:19900\"\n[intercept]\ncgroup = \"{}\"\n\
          pin_dir = \"/sys/fs/bpf/hoop_bench\"\nnft_table = \"hoop_bench\"\nguard = {guard}\n[state]\ndir = \"{}\"\n\
          [control]\nsocket = \"{}\"\n\
          [[target]]\nname = \"bench\"\nprotocol = \"tcp\"\ncidrs = [\"127.0.0.2/32\"]\nports = [18001]\n",
@@ -244,6 +248,26 @@ fn write_config(
         dir.join("control.sock").display()
     );
     Ok(std::fs::write(path, text)?)
+}
+
+/// `HOOP_BENCH_BUSY_POLL_US`: hoopd's `[listen] busy_poll_us` (unset: hoopd's default).
+pub fn busy_poll_setting() -> Result<Option<u64>> {
+    match std::env::var("HOOP_BENCH_BUSY_POLL_US") {
+        Err(_) => Ok(None),
+        Ok(v) => v
+            .parse()
+            .map(Some)
+            .with_context(|| format!("HOOP_BENCH_BUSY_POLL_US={v:?}: want microseconds")),
+    }
+}
+
+/// How the bench's hoopd busy-polls, for the headers.
+pub fn busy_poll_label() -> String {
+    match busy_poll_setting() {
+        Ok(Some(0)) => "off".to_string(),
+        Ok(Some(us)) => format!("up to {us} µs"),
+        _ => "hoopd's default".to_string(),
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

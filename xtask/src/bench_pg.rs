@@ -285,11 +285,7 @@ fn print_header(seconds: u32) {
     println!(
         "  hoopd: pgbench in the cgroup, eBPF redirect, `postgres` target (verified TLS upstream, HOOP_LOG=warn, \
          busy polling {}); pgbouncer: session pool, TLS both legs; ratio = tps / direct tps",
-        match world::busy_poll_setting() {
-            Ok(Some(0)) => "off".to_string(),
-            Ok(Some(us)) => format!("up to {us} µs"),
-            _ => "hoopd's default".to_string(),
-        }
+        crate::bench::busy_poll_label()
     );
     println!(
         "  {:<14} {:>10} {:>9} | {:>10} {:>9} {:>6} | {:>10} {:>9} {:>6} | {:>9}",

@@ -97,7 +97,7 @@ impl World {
         let workers: usize = workers
             .parse()
             .with_context(|| format!("HOOP_BENCH_WORKERS={workers:?}: want a count"))?;
-        let busy_poll = busy_poll_setting()?
+        let busy_poll = crate::bench::busy_poll_setting()?
             .map(|us| format!("busy_poll_us = {us}\n"))
             .unwrap_or_default();
         let config = format!(
@@ -331,15 +331,4 @@ fn wait_ready(what: &str, child: &mut Child, log: &Path, ready: impl Fn() -> boo
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
-}
-
-/// `HOOP_BENCH_BUSY_POLL_US`: hoopd's `[listen] busy_poll_us` (unset: hoopd's default).
-pub(super) fn busy_poll_setting() -> Result<Option<u64>> {
-    match std::env::var("HOOP_BENCH_BUSY_POLL_US") {
-        Err(_) => Ok(None),
-        Ok(v) => v
-            .parse()
-            .map(Some)
-            .with_context(|| format!("HOOP_BENCH_BUSY_POLL_US={v:?}: want microseconds")),
-    }
 }
