@@ -9,8 +9,8 @@
 //! length. For iterating on the relay: `HOOP_BENCH_PG_LOADS=simple/8,prepared/8` measures only
 //! those rows, and `HOOP_BENCH_PG_HOLD=FILE` starts everything and waits until FILE (which names
 //! the hoopd cgroup to run clients in) is removed, for profiling by hand; `HOOP_BENCH_WORKERS`
-//! and `HOOP_BENCH_BUSY_POLL_US` set hoopd's `[listen] workers` and `busy_poll_us` (default:
-//! hoopd's own).
+//! sets the PostgreSQL part's hoopd's `[listen] workers`, and `HOOP_BENCH_BUSY_POLL_US` the
+//! `busy_poll_us` of the PostgreSQL and passthrough parts' hoopds (default: hoopd's own).
 
 use std::{
     net::TcpStream,
