@@ -43,6 +43,9 @@ pub struct AuditConfig {
     pub retention_max_age_secs: Option<u64>,
     /// Oldest closed segments are deleted while the log is larger than this. Default: none.
     pub retention_max_bytes: Option<u64>,
+    /// Data capacity of the write-ahead file (`written` mode); not a setting (tests shrink it).
+    #[serde(skip)]
+    pub wal_capacity: usize,
 }
 
 impl Default for AuditConfig {
@@ -58,6 +61,7 @@ impl Default for AuditConfig {
             checkpoint_interval_ms: 5000,
             retention_max_age_secs: None,
             retention_max_bytes: None,
+            wal_capacity: crate::audit::log::WAL_CAPACITY,
         }
     }
 }

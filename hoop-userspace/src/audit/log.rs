@@ -6,6 +6,7 @@ mod open;
 mod retention;
 mod state;
 mod sync;
+mod wal;
 
 use std::fs::File;
 use std::path::Path;
@@ -22,6 +23,9 @@ use super::events::{Prune, Recovery};
 use super::record::{Hash, Prepared};
 
 use state::Shared;
+
+/// Default data capacity of the write-ahead file.
+pub(crate) const WAL_CAPACITY: usize = wal::DEFAULT_CAPACITY;
 
 /// A handle to an open audit log. Cheap to clone; all clones append to one chain.
 #[derive(Clone)]
@@ -42,7 +46,8 @@ struct Inner {
 pub struct Progress {
     /// Records placed in the chain.
     pub sealed: u64,
-    /// Records in a segment file (write(2) returned): they survive a kill of hoopd.
+    /// Records in a segment file (write(2) returned): they survive a kill of hoopd (so do
+    /// records in the write-ahead file, which count here once filed).
     pub written: u64,
     /// Records covered by an fdatasync: they survive a host crash.
     pub durable: u64,
@@ -137,9 +142,15 @@ impl AuditLog {
     }
 
     /// [`Self::append_written`] of a record encoded beforehand ([`Prepared::typed`]); the same
-    /// `Prepared` can be appended any number of times (a prepared statement's request).
+    /// `Prepared` can be appended any number of times (a prepared statement's request). In
+    /// `written` durability it returns once the record is in the write-ahead file (a memcpy;
+    /// a kill -9 cannot lose it either way) instead of after its own write(2).
     pub fn append_prepared(&self, prepared: &Prepared) -> Result<Receipt, AuditError> {
-        let (seq, hash) = self.shared().append_written(prepared)?;
+        let shared = self.shared();
+        let (seq, hash) = match shared.cfg.durability {
+            Durability::Written => shared.append_walled(prepared)?,
+            Durability::Strict => shared.append_written(prepared)?,
+        };
         Ok(Receipt {
             seq,
             hash,

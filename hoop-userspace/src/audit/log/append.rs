@@ -23,9 +23,16 @@ impl Shared {
     pub fn append_written(&self, p: &Prepared) -> Result<(u64, Hash), AuditError> {
         let mut st = self.lock_state();
         let (seq, hash) = Self::seal(&mut st, p)?;
+        self.await_written(st, seq)?;
+        Ok((seq, hash))
+    }
+
+    /// Returns once record `seq` is in the segment file (leading the write or waiting for the
+    /// leader), or the log has failed.
+    fn await_written<'a>(&'a self, mut st: MutexGuard<'a, State>, seq: u64) -> Result<(), AuditError> {
         loop {
             if st.written > seq {
-                return Ok((seq, hash));
+                return Ok(());
             }
             if let Some(f) = &st.failure {
                 return Err(AuditError::Write(f.clone()));
@@ -36,6 +43,19 @@ impl Shared {
                 self.lead(st)
             };
         }
+    }
+
+    /// Places `p` in the chain and returns once a kill -9 cannot lose it: at once if it went to
+    /// the write-ahead file (the sync thread files it within `sync_interval_ms`), else once
+    /// it is in the segment file, as [`Self::append_written`].
+    pub fn append_walled(&self, p: &Prepared) -> Result<(u64, Hash), AuditError> {
+        let mut st = self.lock_state();
+        let (seq, hash) = Self::seal(&mut st, p)?;
+        if st.walled <= seq {
+            // no write-ahead file, or it is full: the record's own write
+            self.await_written(st, seq)?;
+        }
+        Ok((seq, hash))
     }
 
     /// Places `p` in the chain without waiting for its write: the next appender's batch, or
@@ -66,7 +86,9 @@ impl Shared {
     fn seal(st: &mut State, p: &Prepared) -> Result<(u64, Hash), AuditError> {
         st.check_open()?;
         let (seq, prev, now) = (st.next_seq, st.prev, SystemTime::now());
+        let from = st.buf.len();
         let hash = p.seal(seq, &prev, now, &mut st.buf);
+        st.copy_ahead(seq, from);
         st.hashes.push(hash);
         st.prev = hash;
         st.next_seq += 1;
@@ -82,14 +104,14 @@ impl Shared {
     pub fn lead<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         st.writing = true;
         self.leading.store(true, Ordering::Relaxed);
-        let (buf, hashes, last, upto) = st.take_batch();
+        let (buf, hashes, last, upto, wal_pos) = st.take_batch();
         drop(st);
         let mut w = self.lock_writer();
         let result = w.write_batch(&buf, &hashes, last, upto);
         let mut st = self.lock_state();
         match result {
             Ok(()) => {
-                st.written = upto;
+                st.filed(upto, wal_pos);
                 if upto - st.checkpointed >= self.cfg.checkpoint_every_records && !st.sync_requested
                 {
                     st.sync_requested = true;
@@ -157,9 +179,9 @@ impl Shared {
     /// slip between the last record of one segment and the first of the next (once per
     /// `segment_max_bytes`, so the pause is rare).
     fn rotate(&self, w: &mut Writer, st: &mut State) {
-        let (buf, hashes, last, upto) = st.take_batch();
+        let (buf, hashes, last, upto, wal_pos) = st.take_batch();
         let result = w.write_batch(&buf, &hashes, last, upto).and_then(|()| {
-            st.written = upto;
+            st.filed(upto, wal_pos);
             self.switch_segment(w, st)
         });
         st.recycle(buf, hashes);
@@ -210,7 +232,7 @@ impl Shared {
         w.write_batch(&buf, &[hash], now, seq + 1)?;
         st.prev = hash;
         st.next_seq = seq + 1;
-        st.written = seq + 1;
+        st.filed(seq + 1, 0);
         Ok(())
     }
 }

@@ -11,10 +11,11 @@ use std::time::Instant;
 use ed25519_dalek::VerifyingKey;
 
 use crate::audit::checkpoint::{self, checkpoint_genesis};
-use crate::audit::config::AuditConfig;
+use crate::audit::config::{AuditConfig, Durability};
 use crate::audit::error::{AuditError, Location, Problem, VerifyError};
 use crate::audit::events::Recovery;
 use crate::audit::keys;
+use crate::audit::time;
 use crate::audit::record::{KIND_RECOVERY, Prepared, Record, sha256};
 use crate::audit::scan::{Scanner, SegmentSummary};
 use crate::audit::segment::{
@@ -22,6 +23,7 @@ use crate::audit::segment::{
 };
 
 use super::state::{CheckpointWriter, Shared, State, Writer, sync_dir};
+use super::wal::{WAL_FILE, Wal};
 
 /// An opened directory, ready for the sync thread.
 pub(crate) struct Opened {
@@ -76,9 +78,23 @@ pub(crate) fn open(cfg: AuditConfig) -> Result<Opened, AuditError> {
         last_size: cps.valid.last().map_or(0, |(_, cp)| cp.tree_size),
         last_at: Instant::now(),
     };
-    let (writer, state) = writer_state(&dir, &scanner, summaries, checkpoints.last_size)?;
+    let (mut writer, mut state) =
+        writer_state(&dir, &scanner, summaries, checkpoints.last_size)?;
+    let leftover = Wal::leftover(&dir).map_err(|e| AuditError::io(dir.join(WAL_FILE), e))?;
+    let refiled = match leftover {
+        Some(bytes) => file_leftover(&mut writer, &mut state, &bytes)?,
+        None => 0,
+    };
     let shared = Arc::new(Shared::new(cfg, key, state, writer, checkpoints));
+    // makes what was just filed durable before the write-ahead file is started afresh
     start(&shared, &recoveries)?;
+    if refiled > 0 {
+        tracing::warn!(
+            records = refiled,
+            "audit trail: filed records from the write-ahead file (hoopd stopped without closing the log)"
+        );
+    }
+    start_wal(&shared)?;
     Ok(Opened {
         shared,
         recoveries,
@@ -185,6 +201,72 @@ fn start(shared: &Shared, recoveries: &[Recovery]) -> Result<(), AuditError> {
         shared.append_written(&Prepared::new(KIND_RECOVERY, &event, true)?)?;
     }
     shared.sync_round(None).map_err(AuditError::Write)?;
+    Ok(())
+}
+
+/// Files the records a previous run left in the write-ahead file that continue the chain (a
+/// kill -9 came before the sync thread filed them); passes over those already filed and stops
+/// at the first that does not continue it. Returns how many it filed.
+fn file_leftover(w: &mut Writer, st: &mut State, bytes: &[u8]) -> Result<u64, AuditError> {
+    if w.segment.records == 0 {
+        // a segment opens with its `audit.segment` record, written before anything after it
+        // is sealed: nothing in the file can follow an empty segment
+        return Ok(0);
+    }
+    let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    lines.pop(); // bytes after the last newline: not a whole record
+    let (mut buf, mut hashes, mut last) = (Vec::new(), Vec::new(), None);
+    for line in lines {
+        let Ok(r) = Record::parse_line(line) else {
+            break;
+        };
+        if r.seq < st.next_seq {
+            continue;
+        }
+        let Some(time) = time::parse(&r.time) else {
+            break;
+        };
+        if r.seq != st.next_seq || r.prev != st.prev {
+            break;
+        }
+        buf.extend_from_slice(line);
+        buf.push(b'\n');
+        hashes.push(r.hash);
+        st.prev = r.hash;
+        st.next_seq += 1;
+        last = Some(time);
+    }
+    let Some(last) = last else {
+        return Ok(0);
+    };
+    w.write_batch(&buf, &hashes, last, st.next_seq)
+        .map_err(AuditError::Write)?;
+    st.last_time = last;
+    st.filed(st.next_seq, 0);
+    Ok(hashes.len() as u64)
+}
+
+/// In `written` durability, starts an empty write-ahead file (without one, every request's
+/// record costs its own write(2), as in strict mode); in strict mode removes a leftover one.
+fn start_wal(shared: &Shared) -> Result<(), AuditError> {
+    let path = shared.cfg.dir.join(WAL_FILE);
+    if shared.cfg.durability == Durability::Strict {
+        return match fs::remove_file(&path) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(AuditError::io(path, e)),
+            _ => Ok(()),
+        };
+    }
+    match Wal::create(&shared.cfg.dir, shared.cfg.wal_capacity) {
+        Ok(wal) => shared.lock_state().wal = Some(wal),
+        Err(e) => {
+            let _ = fs::remove_file(&path);
+            tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "audit trail: no write-ahead file; each request's record is written on its own"
+            );
+        }
+    }
     Ok(())
 }
 

@@ -19,6 +19,8 @@ use crate::audit::record::Hash;
 use crate::audit::scan::SegmentSummary;
 use crate::audit::time;
 
+use super::wal::Wal;
+
 /// Everything the handles, receipts and the sync thread share.
 ///
 /// Lock order: `checkpoints` → `writer` → `sync_lock` → `state`; `prune_lock` first of all.
@@ -95,6 +97,12 @@ pub(crate) struct State {
     pub written_waiters: usize,
     /// Records with seq < written are in a segment file (write(2) returned).
     pub written: u64,
+    /// The write-ahead file (`written` durability; `None` in strict mode, or if it could not
+    /// be created).
+    pub wal: Option<Wal>,
+    /// Records with seq < walled are in a segment file or the write-ahead file: a kill -9
+    /// cannot lose them (≥ `written`).
+    pub walled: u64,
     /// Records with seq < synced are fdatasynced.
     pub synced: u64,
     pub sync_requested: bool,
@@ -132,6 +140,8 @@ impl State {
             writing: false,
             written_waiters: 0,
             written: next_seq,
+            wal: None,
+            walled: next_seq,
             synced: next_seq,
             sync_requested: false,
             failure: None,
@@ -157,10 +167,35 @@ impl State {
     }
 
     /// Takes the sealed-but-unwritten records: `(bytes, hashes, last time, seq just past them)`.
-    pub fn take_batch(&mut self) -> (Vec<u8>, Vec<Hash>, SystemTime, u64) {
+    /// Once they are written, [`Self::filed`] with the returned write-ahead position.
+    pub fn take_batch(&mut self) -> (Vec<u8>, Vec<Hash>, SystemTime, u64, u64) {
         let buf = std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare.0));
         let hashes = std::mem::replace(&mut self.hashes, std::mem::take(&mut self.spare.1));
-        (buf, hashes, self.last_time, self.next_seq)
+        let wal_head = self.wal.as_ref().map_or(0, Wal::head);
+        (buf, hashes, self.last_time, self.next_seq, wal_head)
+    }
+
+    /// Records below `upto` are in a segment file, and so is every write-ahead copy made
+    /// before `wal_pos`.
+    pub fn filed(&mut self, upto: u64, wal_pos: u64) {
+        self.written = self.written.max(upto);
+        self.walled = self.walled.max(self.written);
+        if let Some(wal) = &mut self.wal {
+            wal.filed(wal_pos);
+        }
+    }
+
+    /// Copies the record just sealed into `buf[from..]` to the write-ahead file, if every
+    /// record before it is there or filed (otherwise it waits for its write like the others).
+    pub fn copy_ahead(&mut self, seq: u64, from: usize) {
+        if self.walled != seq {
+            return;
+        }
+        if let Some(wal) = &mut self.wal
+            && wal.append(&self.buf[from..])
+        {
+            self.walled = seq + 1;
+        }
     }
 
     pub fn recycle(&mut self, mut buf: Vec<u8>, mut hashes: Vec<Hash>) {

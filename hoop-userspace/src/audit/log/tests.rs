@@ -10,7 +10,7 @@ use super::*;
 use crate::audit::config::Durability;
 use crate::audit::error::{IoStep, VerifyError};
 use crate::audit::reader::{Filter, read};
-use crate::audit::record::{KIND_PRUNE, KIND_RECOVERY, KIND_SEGMENT};
+use crate::audit::record::{KIND_PRUNE, KIND_RECOVERY, KIND_SEGMENT, Prepared};
 use crate::audit::testutil::{config, event, read_lines, segment_paths, small_segments, write_log};
 use crate::audit::verify::{VerifyOptions, verify_dir};
 
@@ -118,9 +118,19 @@ fn write_failure_fails_the_append_and_poisons_the_log() {
         Err(AuditError::Poisoned(_))
     ));
     assert!(log.close().is_err());
-    // Nothing after the failure reached the segment; the log reopens cleanly.
+    // Nothing after the failure reached the segment; the log reopens cleanly. The record
+    // whose write failed had been copied to the write-ahead file when it was sealed (as every
+    // record is in `written` mode), so the open files it: a refused attempt is still recorded.
     let log = AuditLog::open(config(tmp.path())).unwrap();
-    assert_eq!(log.next_seq(), 2);
+    assert_eq!(log.next_seq(), 3);
+    log.close().unwrap();
+    let recs = records(&config(tmp.path()).dir);
+    assert_eq!(recs[2].event, event(1));
+    assert!(
+        !recs.iter().any(|r| r.event == event(2)),
+        "refused before sealing"
+    );
+    assert_verifies(&config(tmp.path()).dir);
 }
 
 #[test]
@@ -354,29 +364,50 @@ fn kill9_child() {
     let Ok(dir) = std::env::var("HOOP_AUDIT_KILL9_DIR") else {
         return;
     };
-    let log = AuditLog::open(config(Path::new(&dir))).unwrap();
+    let ahead = std::env::var_os("HOOP_AUDIT_KILL9_AHEAD").is_some();
+    let cfg = match ahead {
+        true => wal_config(Path::new(&dir)),
+        false => config(Path::new(&dir)),
+    };
+    let log = AuditLog::open(cfg).unwrap();
     let mut out = std::io::stdout().lock();
     for i in 0.. {
-        let r = log.append("pg.query", &event(i)).unwrap();
-        writeln!(out, "{}", r.seq()).unwrap();
+        let r = match ahead {
+            // a request's record: returns once in the write-ahead file
+            true => log.append_prepared(&Prepared::new("pg.query", &event(i), false).unwrap()),
+            false => log.append("pg.query", &event(i)),
+        };
+        writeln!(out, "{}", r.unwrap().seq()).unwrap();
         out.flush().unwrap();
     }
 }
 
-#[test]
-fn kill_9_loses_no_returned_append() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "audit::log::tests::kill9_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("HOOP_AUDIT_KILL9_DIR", tmp.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+/// Records go to the write-ahead file and only a full one (64 KiB: every ~200 records, so it
+/// wraps around many times) or a checkpoint's commit files them.
+fn wal_config(dir: &Path) -> AuditConfig {
+    AuditConfig {
+        sync_interval_ms: 60_000,
+        checkpoint_interval_ms: 3_600_000,
+        wal_capacity: 64 << 10,
+        ..config(dir)
+    }
+}
+
+/// Seqs a child appending in a loop printed (each after its append returned) until SIGKILL.
+fn appends_until_kill9(dir: &Path, ahead: bool) -> Vec<u64> {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "audit::log::tests::kill9_child",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("HOOP_AUDIT_KILL9_DIR", dir)
+    .stdout(Stdio::piped());
+    if ahead {
+        cmd.env("HOOP_AUDIT_KILL9_AHEAD", "1");
+    }
+    let mut child = cmd.spawn().unwrap();
     let mut returned = Vec::new();
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         if let Ok(seq) = line.unwrap().trim().parse::<u64>() {
@@ -388,6 +419,51 @@ fn kill_9_loses_no_returned_append() {
         }
     }
     child.wait().unwrap();
+    returned
+}
+
+#[test]
+fn kill_9_loses_no_record_in_the_write_ahead_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = config(tmp.path()).dir;
+    // a kill right after a filing would leave nothing to refile: try again then
+    let (returned, _) = (0..5)
+        .map(|_| {
+            let _ = fs::remove_dir_all(tmp.path());
+            let returned = appends_until_kill9(tmp.path(), true);
+            // whole lines in the segments: seqs 0..filed
+            let filed = segment_paths(&dir)
+                .iter()
+                .map(|p| fs::read(p).unwrap().iter().filter(|b| **b == b'\n').count())
+                .sum::<usize>() as u64;
+            let leftover = super::wal::Wal::leftover(&dir).unwrap().unwrap();
+            let only_ahead = leftover
+                .split(|b| *b == b'\n')
+                .filter_map(|l| crate::audit::record::Record::parse_line(l).ok())
+                .filter(|r| r.seq >= filed)
+                .count();
+            (returned, only_ahead)
+        })
+        .find(|(_, only_ahead)| *only_ahead > 0)
+        .expect("some run leaves records only in the write-ahead file");
+    let last = *returned.last().unwrap();
+    let log = AuditLog::open(wal_config(tmp.path())).unwrap();
+    assert!(log.next_seq() > last);
+    log.close().unwrap();
+    let present: BTreeSet<u64> = records(&dir).iter().map(|r| r.seq).collect();
+    let lost: Vec<&u64> = returned.iter().filter(|s| !present.contains(s)).collect();
+    assert!(lost.is_empty(), "lost {} records: {lost:?}", lost.len());
+    assert_verifies(&dir);
+    // a clean close leaves nothing to file: the next open continues the chain as it was
+    let log = AuditLog::open(wal_config(tmp.path())).unwrap();
+    assert_eq!(log.next_seq(), present.len() as u64);
+    log.close().unwrap();
+}
+
+#[test]
+fn kill_9_loses_no_returned_append() {
+    let tmp = tempfile::tempdir().unwrap();
+    let returned = appends_until_kill9(tmp.path(), false);
     let log = AuditLog::open(config(tmp.path())).unwrap();
     assert!(log.next_seq() > *returned.last().unwrap());
     log.close().unwrap();
