@@ -113,11 +113,12 @@ impl Node {
         }
     }
 
-    /// The audit segments and hoopd's log as one text (to prove no token reached them).
+    /// Every file of the audit directory (the write-ahead file too) and hoopd's log as one
+    /// text (to prove no token reached them).
     fn audit_and_log(&self) -> String {
         let mut all = self.hoopd.log_text();
         for e in std::fs::read_dir(self.env.dir.join("state/audit")).unwrap() {
-            all.push_str(&std::fs::read_to_string(e.unwrap().path()).unwrap_or_default());
+            all.push_str(&String::from_utf8_lossy(&std::fs::read(e.unwrap().path()).unwrap()));
         }
         all
     }

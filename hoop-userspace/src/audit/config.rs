@@ -11,8 +11,9 @@ use super::error::AuditError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
-    /// After write(2): the record survives a kill -9 of the daemon; fdatasync follows within
-    /// `sync_interval_ms` (a power loss can lose that window, and open then records the cut).
+    /// Once in the write-ahead file or the segment: the record survives a kill -9 of the
+    /// daemon; filing and fdatasync follow within `sync_interval_ms` (a power loss can lose
+    /// that window, and open then records the cut).
     #[default]
     Written,
     /// After the fdatasync that covers the record (group commit: one fdatasync per batch of

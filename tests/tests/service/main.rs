@@ -212,6 +212,10 @@ fn started_only_when_protecting(sd: &Systemd, echo: &Echo) -> Result<(), Failed>
     check(!journal.contains("busy polling off"), || {
         format!("busy polling is off under the unit:\n{journal}")
     })?;
+    // so does the audit trail's write-ahead file (a shared mapping, fallocate'd)
+    check(!journal.contains("no write-ahead file"), || {
+        format!("no write-ahead file under the unit:\n{journal}")
+    })?;
     let stops: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("hoop_worker_busy_poll_stops_total{"))

@@ -175,8 +175,8 @@ impl Pending {
                 statement: self.index,
             },
         );
-        // nothing waits on a response's record: in `written` mode it goes out with the next
-        // request's write (or within sync_interval_ms) instead of costing a write(2) of its own
+        // nothing waits on a response's record: in `written` mode it is copied to the
+        // write-ahead file as it is sealed and filed with the others within sync_interval_ms
         let appended = rec.and_then(|rec| {
             if cx.audit.durability() == Durability::Strict {
                 cx.audit.append_prepared(&rec).map(|_| ())
