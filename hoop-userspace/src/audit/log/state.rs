@@ -182,6 +182,14 @@ impl State {
         self.walled = self.walled.max(self.written);
         if let Some(wal) = &mut self.wal {
             wal.filed(wal_pos);
+            // Records sealed while the file was full were not copied (copies must continue the
+            // chain): they are exactly `buf` now, so copy them and let the next ones follow.
+            if self.walled == self.written
+                && self.walled < self.next_seq
+                && wal.append(&self.buf)
+            {
+                self.walled = self.next_seq;
+            }
         }
     }
 

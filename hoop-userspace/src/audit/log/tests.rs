@@ -510,3 +510,29 @@ fn progress_reports_durable_lag_until_a_sync_covers_the_records() {
     assert_eq!(after.durable_lag, std::time::Duration::ZERO);
     log.close().unwrap();
 }
+
+#[test]
+fn a_full_write_ahead_file_costs_writes_only_until_a_filing_makes_room() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = AuditConfig {
+        wal_capacity: 4096,
+        ..wal_config(tmp.path())
+    };
+    let log = AuditLog::open(cfg.clone()).unwrap();
+    let (mut writes, mut written) = (0, log.progress().written);
+    for i in 0..200 {
+        log.append_prepared(&Prepared::new("pg.query", &event(i), false).unwrap())
+            .unwrap();
+        let now = log.progress().written;
+        writes += usize::from(now != written);
+        written = now;
+    }
+    // ~200-byte records, ~20 to a full file: an append writes only when the file is full, and
+    // the copies resume right after (not every append from the first full file on)
+    assert!((5..=20).contains(&writes), "{writes} writes for 200 appends");
+    assert!(log.progress().written < log.progress().sealed, "the last are only copied");
+    log.close().unwrap();
+    let recs = records(&cfg.dir);
+    assert_eq!(recs.len(), 1 + 200);
+    assert_verifies(&cfg.dir);
+}
