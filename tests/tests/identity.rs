@@ -118,7 +118,9 @@ impl Node {
     fn audit_and_log(&self) -> String {
         let mut all = self.hoopd.log_text();
         for e in std::fs::read_dir(self.env.dir.join("state/audit")).unwrap() {
-            all.push_str(&String::from_utf8_lossy(&std::fs::read(e.unwrap().path()).unwrap()));
+            all.push_str(&String::from_utf8_lossy(
+                &std::fs::read(e.unwrap().path()).unwrap(),
+            ));
         }
         all
     }

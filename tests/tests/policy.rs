@@ -129,7 +129,9 @@ impl Node {
         let mut s = self.hoopd.log_text();
         let dir = self.env.dir.join("state/audit");
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            s.push_str(&String::from_utf8_lossy(&std::fs::read(e.path()).unwrap_or_default()));
+            s.push_str(&String::from_utf8_lossy(
+                &std::fs::read(e.path()).unwrap_or_default(),
+            ));
         }
         s
     }

@@ -27,6 +27,14 @@ use state::Shared;
 /// Default data capacity of the write-ahead file.
 pub(crate) const WAL_CAPACITY: usize = wal::DEFAULT_CAPACITY;
 
+/// How many records of `dir`'s write-ahead file continue the chain after the segments (next
+/// record `next_seq`, after `prev`): what a kill -9 left unfiled, which the next open files.
+pub(crate) fn unfiled_records(dir: &Path, next_seq: u64, prev: Hash) -> std::io::Result<u64> {
+    Ok(wal::Wal::leftover(dir)?.map_or(0, |bytes| {
+        wal::continuing(&bytes, next_seq, prev).len() as u64
+    }))
+}
+
 /// A handle to an open audit log. Cheap to clone; all clones append to one chain.
 #[derive(Clone)]
 pub struct AuditLog {

@@ -40,6 +40,9 @@ pub struct VerifyReport {
     pub checkpoints_before_start: u64,
     /// Seqs of `audit.recovery` records (torn tails cut at open).
     pub recoveries: Vec<u64>,
+    /// Records in the write-ahead file that continue the chain: a kill -9 of hoopd came before
+    /// they were filed into the segment; its next start files them.
+    pub unfiled: u64,
     pub problems: Vec<Problem>,
 }
 
@@ -92,7 +95,10 @@ pub fn verify_dir(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, Audi
         .find(|s| s.records > 0)
         .map(|s| s.first_seq);
     let tree_ok = scanner.frontier().size() == scanner.next_seq();
+    let unfiled = crate::audit::log::unfiled_records(dir, scanner.next_seq(), scanner.prev())
+        .map_err(|e| AuditError::io(dir.join("wal"), e))?;
     Ok(VerifyReport {
+        unfiled,
         public_key: Some(key.to_bytes()),
         records: scanner.records,
         first_seq,
@@ -148,6 +154,7 @@ fn empty_report(problems: Vec<Problem>) -> VerifyReport {
         checkpoints_checked: 0,
         checkpoints_before_start: 0,
         recoveries: Vec::new(),
+        unfiled: 0,
         problems,
     }
 }

@@ -29,7 +29,11 @@ impl Shared {
 
     /// Returns once record `seq` is in the segment file (leading the write or waiting for the
     /// leader), or the log has failed.
-    fn await_written<'a>(&'a self, mut st: MutexGuard<'a, State>, seq: u64) -> Result<(), AuditError> {
+    fn await_written<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        seq: u64,
+    ) -> Result<(), AuditError> {
         loop {
             if st.written > seq {
                 return Ok(());

@@ -15,7 +15,6 @@ use crate::audit::config::{AuditConfig, Durability};
 use crate::audit::error::{AuditError, Location, Problem, VerifyError};
 use crate::audit::events::Recovery;
 use crate::audit::keys;
-use crate::audit::time;
 use crate::audit::record::{KIND_RECOVERY, Prepared, Record, sha256};
 use crate::audit::scan::{Scanner, SegmentSummary};
 use crate::audit::segment::{
@@ -23,7 +22,7 @@ use crate::audit::segment::{
 };
 
 use super::state::{CheckpointWriter, Shared, State, Writer, sync_dir};
-use super::wal::{WAL_FILE, Wal};
+use super::wal::{self, WAL_FILE, Wal};
 
 /// An opened directory, ready for the sync thread.
 pub(crate) struct Opened {
@@ -78,8 +77,7 @@ pub(crate) fn open(cfg: AuditConfig) -> Result<Opened, AuditError> {
         last_size: cps.valid.last().map_or(0, |(_, cp)| cp.tree_size),
         last_at: Instant::now(),
     };
-    let (mut writer, mut state) =
-        writer_state(&dir, &scanner, summaries, checkpoints.last_size)?;
+    let (mut writer, mut state) = writer_state(&dir, &scanner, summaries, checkpoints.last_size)?;
     let leftover = Wal::leftover(&dir).map_err(|e| AuditError::io(dir.join(WAL_FILE), e))?;
     let refiled = match leftover {
         Some(bytes) => file_leftover(&mut writer, &mut state, &bytes)?,
@@ -213,36 +211,21 @@ fn file_leftover(w: &mut Writer, st: &mut State, bytes: &[u8]) -> Result<u64, Au
         // is sealed: nothing in the file can follow an empty segment
         return Ok(0);
     }
-    let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
-    lines.pop(); // bytes after the last newline: not a whole record
-    let (mut buf, mut hashes, mut last) = (Vec::new(), Vec::new(), None);
-    for line in lines {
-        let Ok(r) = Record::parse_line(line) else {
-            break;
-        };
-        if r.seq < st.next_seq {
-            continue;
-        }
-        let Some(time) = time::parse(&r.time) else {
-            break;
-        };
-        if r.seq != st.next_seq || r.prev != st.prev {
-            break;
-        }
-        buf.extend_from_slice(line);
-        buf.push(b'\n');
-        hashes.push(r.hash);
-        st.prev = r.hash;
-        st.next_seq += 1;
-        last = Some(time);
-    }
-    let Some(last) = last else {
+    let records = wal::continuing(bytes, st.next_seq, st.prev);
+    let Some((_, r, last)) = records.last() else {
         return Ok(0);
     };
-    w.write_batch(&buf, &hashes, last, st.next_seq)
+    let (upto, prev, last) = (r.seq + 1, r.hash, *last);
+    let mut buf = Vec::new();
+    for (line, _, _) in &records {
+        buf.extend_from_slice(line);
+        buf.push(b'\n');
+    }
+    let hashes: Vec<_> = records.iter().map(|(_, r, _)| r.hash).collect();
+    w.write_batch(&buf, &hashes, last, upto)
         .map_err(AuditError::Write)?;
-    st.last_time = last;
-    st.filed(st.next_seq, 0);
+    (st.next_seq, st.prev, st.last_time) = (upto, prev, last);
+    st.filed(upto, 0);
     Ok(hashes.len() as u64)
 }
 

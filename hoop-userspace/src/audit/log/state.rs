@@ -184,10 +184,7 @@ impl State {
             wal.filed(wal_pos);
             // Records sealed while the file was full were not copied (copies must continue the
             // chain): they are exactly `buf` now, so copy them and let the next ones follow.
-            if self.walled == self.written
-                && self.walled < self.next_seq
-                && wal.append(&self.buf)
-            {
+            if self.walled == self.written && self.walled < self.next_seq && wal.append(&self.buf) {
                 self.walled = self.next_seq;
             }
         }

@@ -427,30 +427,31 @@ fn kill_9_loses_no_record_in_the_write_ahead_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = config(tmp.path()).dir;
     // a kill right after a filing would leave nothing to refile: try again then
-    let (returned, _) = (0..5)
+    let (returned, unfiled) = (0..5)
         .map(|_| {
             let _ = fs::remove_dir_all(tmp.path());
             let returned = appends_until_kill9(tmp.path(), true);
-            // whole lines in the segments: seqs 0..filed
-            let filed = segment_paths(&dir)
-                .iter()
-                .map(|p| fs::read(p).unwrap().iter().filter(|b| **b == b'\n').count())
-                .sum::<usize>() as u64;
-            let leftover = super::wal::Wal::leftover(&dir).unwrap().unwrap();
-            let only_ahead = leftover
-                .split(|b| *b == b'\n')
-                .filter_map(|l| crate::audit::record::Record::parse_line(l).ok())
-                .filter(|r| r.seq >= filed)
-                .count();
-            (returned, only_ahead)
+            // what `hoopctl audit verify` reports as still to file
+            let unfiled = verify_dir(&dir, &VerifyOptions::default()).unwrap().unfiled;
+            (returned, unfiled)
         })
-        .find(|(_, only_ahead)| *only_ahead > 0)
+        .find(|(_, unfiled)| *unfiled > 0)
         .expect("some run leaves records only in the write-ahead file");
     let last = *returned.last().unwrap();
+    let segments_before: usize = segment_paths(&dir)
+        .iter()
+        .map(|p| fs::read(p).unwrap().iter().filter(|b| **b == b'\n').count())
+        .sum();
     let log = AuditLog::open(wal_config(tmp.path())).unwrap();
     assert!(log.next_seq() > last);
     log.close().unwrap();
     let present: BTreeSet<u64> = records(&dir).iter().map(|r| r.seq).collect();
+    assert!(
+        present.len() >= segments_before + unfiled as usize,
+        "{} records, {segments_before} lines before, {unfiled} unfiled",
+        present.len()
+    );
+    assert_eq!(assert_verifies(&dir).unfiled, 0);
     let lost: Vec<&u64> = returned.iter().filter(|s| !present.contains(s)).collect();
     assert!(lost.is_empty(), "lost {} records: {lost:?}", lost.len());
     assert_verifies(&dir);
@@ -529,8 +530,14 @@ fn a_full_write_ahead_file_costs_writes_only_until_a_filing_makes_room() {
     }
     // ~200-byte records, ~20 to a full file: an append writes only when the file is full, and
     // the copies resume right after (not every append from the first full file on)
-    assert!((5..=20).contains(&writes), "{writes} writes for 200 appends");
-    assert!(log.progress().written < log.progress().sealed, "the last are only copied");
+    assert!(
+        (5..=20).contains(&writes),
+        "{writes} writes for 200 appends"
+    );
+    assert!(
+        log.progress().written < log.progress().sealed,
+        "the last are only copied"
+    );
     log.close().unwrap();
     let recs = records(&cfg.dir);
     assert_eq!(recs.len(), 1 + 200);

@@ -17,7 +17,12 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use std::time::SystemTime;
+
 use memmap2::MmapMut;
+
+use crate::audit::record::{Hash, Record};
+use crate::audit::time;
 
 /// The file's name in the log directory.
 pub const WAL_FILE: &str = "wal";
@@ -129,6 +134,37 @@ impl Wal {
     fn store(&mut self, at: usize, v: u64) {
         self.map[at..at + 8].copy_from_slice(&v.to_le_bytes());
     }
+}
+
+/// The whole records of `bytes` (what [`Wal::leftover`] read) that continue a chain whose next
+/// record is `next_seq` after `prev`, with their times: records already in the chain (lower
+/// seqs) are passed over, and the first record that does not continue it ends the list (a
+/// host crash can leave anything after it).
+pub fn continuing(
+    bytes: &[u8],
+    mut next_seq: u64,
+    mut prev: Hash,
+) -> Vec<(&[u8], Record, SystemTime)> {
+    let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    lines.pop(); // bytes after the last newline: not a whole record
+    let mut out = Vec::new();
+    for line in lines {
+        let Ok(r) = Record::parse_line(line) else {
+            break;
+        };
+        if r.seq < next_seq {
+            continue;
+        }
+        let Some(time) = time::parse(&r.time) else {
+            break;
+        };
+        if r.seq != next_seq || r.prev != prev {
+            break;
+        }
+        (next_seq, prev) = (r.seq + 1, r.hash);
+        out.push((line, r, time));
+    }
+    out
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {

@@ -125,6 +125,13 @@ fn verify(dir: &std::path::Path, key: Option<&std::path::Path>) -> Result<ExitCo
             report.tree_size,
             report.root.map(hex::encode).unwrap_or_default()
         );
+        if report.unfiled > 0 {
+            println!(
+                "and {} records after them in the write-ahead file (hoopd was stopped before \
+                 filing them; its next start files them)",
+                report.unfiled
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     for p in &report.problems {
