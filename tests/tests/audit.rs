@@ -214,7 +214,12 @@ fn kill9_loses_no_executed_statement(_: &Postgres) -> Result<(), Failed> {
         String::from_utf8_lossy(&init.stderr).into_owned()
     })?;
     let env = Env::new("audit-kill", 19202);
-    let cfg = env.write_config(&env.config(&pg_target(&pg)));
+    // records wait up to a second in the write-ahead file before they are filed: the kill
+    // finds hundreds there
+    let cfg = env.write_config(&format!(
+        "{}\n[audit]\nsync_interval_ms = 1000\n",
+        env.config(&pg_target(&pg))
+    ));
     let mut h = Hoopd::start(&cfg, None);
     let mut bench = env
         .cgroup
@@ -229,12 +234,27 @@ fn kill9_loses_no_executed_statement(_: &Postgres) -> Result<(), Failed> {
     std::thread::sleep(Duration::from_millis(2500));
     h.kill9();
     let _ = bench.wait();
+    let state = env.dir.join("state");
+    // before the restart: the statements last recorded are only in the write-ahead file
+    let (_, out) = verify(&state.join("audit"), None);
+    let unfiled: u64 = out
+        .split_once("and ")
+        .and_then(|(_, rest)| rest.split_once(" records after them in the write-ahead file"))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or(0);
+    check(unfiled > 0, || {
+        format!("nothing left to file after kill -9: {out}")
+    })?;
     let mut h2 = Hoopd::start(&cfg, None);
     h2.signal(libc::SIGTERM); // a clean stop: final checkpoint
     check(h2.wait_exit(Duration::from_secs(10)) == Some(0), || {
         h2.log_text()
     })?;
-    let state = env.dir.join("state");
+    check(
+        h2.log_text()
+            .contains("filed records from the write-ahead file"),
+        || format!("the restart did not file them:\n{}", h2.log_text()),
+    )?;
     let (code, out) = verify(&state.join("audit"), None);
     check(code == 0, || format!("after kill -9: {out}"))?;
     let executed: Vec<String> = std::fs::read_to_string(pg.log_path())?

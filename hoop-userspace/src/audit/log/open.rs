@@ -79,10 +79,13 @@ pub(crate) fn open(cfg: AuditConfig) -> Result<Opened, AuditError> {
     };
     let (mut writer, mut state) = writer_state(&dir, &scanner, summaries, checkpoints.last_size)?;
     let leftover = Wal::leftover(&dir).map_err(|e| AuditError::io(dir.join(WAL_FILE), e))?;
-    let refiled = match leftover {
-        Some(bytes) => file_leftover(&mut writer, &mut state, &bytes)?,
+    let refiled = match &leftover {
+        Some(bytes) => file_leftover(&mut writer, &mut state, bytes)?,
         None => 0,
     };
+    if let Some(bytes) = &leftover {
+        keep_stray(&dir, bytes, state.next_seq)?;
+    }
     let shared = Arc::new(Shared::new(cfg, key, state, writer, checkpoints));
     // makes what was just filed durable before the write-ahead file is started afresh
     start(&shared, &recoveries)?;
@@ -227,6 +230,37 @@ fn file_leftover(w: &mut Writer, st: &mut State, bytes: &[u8]) -> Result<u64, Au
     (st.next_seq, st.prev, st.last_time) = (upto, prev, last);
     st.filed(upto, 0);
     Ok(hashes.len() as u64)
+}
+
+/// Whole records of the write-ahead file past the chain that do not continue it should not
+/// exist (a host crash can leave torn or stale bytes, not well-formed records with new seqs);
+/// if some do, the file is kept as `wal-stray-<seq>.bin` before it is started afresh, so
+/// nothing is dropped silently.
+fn keep_stray(dir: &Path, bytes: &[u8], next_seq: u64) -> Result<(), AuditError> {
+    let stray = bytes
+        .split(|b| *b == b'\n')
+        .filter_map(|line| Record::parse_line(line).ok())
+        .filter(|r| r.seq >= next_seq)
+        .count();
+    if stray == 0 {
+        return Ok(());
+    }
+    let path = dir.join(format!("wal-stray-{next_seq}.bin"));
+    // owner-only, like the records it holds
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .map_err(|e| AuditError::io(&path, e))?;
+    tracing::warn!(
+        records = stray,
+        path = %path.display(),
+        "audit trail: the write-ahead file holds records that do not continue the chain; kept"
+    );
+    Ok(())
 }
 
 /// In `written` durability, starts an empty write-ahead file (without one, every request's

@@ -543,3 +543,24 @@ fn a_full_write_ahead_file_costs_writes_only_until_a_filing_makes_room() {
     assert_eq!(recs.len(), 1 + 200);
     assert_verifies(&cfg.dir);
 }
+
+#[test]
+fn records_of_the_write_ahead_file_that_do_not_continue_the_chain_are_kept_not_filed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (config(&tmp.path().join("a")), config(&tmp.path().join("b")));
+    write_log(&a, 10);
+    write_log(&b, 20);
+    // b's records 15.. have seqs past a's chain but do not continue it
+    let foreign: Vec<u8> = read_lines(&segment_paths(&b.dir)[0])[15..]
+        .iter()
+        .flat_map(|l| l.iter().copied().chain([b'\n']))
+        .collect();
+    let mut wal = super::wal::Wal::create(&a.dir, 1 << 16).unwrap();
+    assert!(wal.append(&foreign));
+    drop(wal);
+    let log = AuditLog::open(a.clone()).unwrap();
+    assert_eq!(log.next_seq(), 11, "nothing filed");
+    log.close().unwrap();
+    assert_verifies(&a.dir);
+    assert_eq!(fs::read(a.dir.join("wal-stray-11.bin")).unwrap(), foreign);
+}

@@ -125,19 +125,24 @@ fn verify(dir: &std::path::Path, key: Option<&std::path::Path>) -> Result<ExitCo
             report.tree_size,
             report.root.map(hex::encode).unwrap_or_default()
         );
-        if report.unfiled > 0 {
-            println!(
-                "and {} records after them in the write-ahead file (hoopd was stopped before \
-                 filing them; its next start files them)",
-                report.unfiled
-            );
-        }
+        print_unfiled(&report);
         return Ok(ExitCode::SUCCESS);
     }
     for p in &report.problems {
         println!("FAILED: {p}");
     }
+    print_unfiled(&report);
     Ok(ExitCode::from(1))
+}
+
+fn print_unfiled(report: &audit::VerifyReport) {
+    if report.unfiled > 0 {
+        println!(
+            "and {} records after them in the write-ahead file (hoopd was stopped before \
+             filing them; its next start files them)",
+            report.unfiled
+        );
+    }
 }
 
 fn print_line(out: &mut impl Write, line: &[u8]) -> Result<(), String> {
