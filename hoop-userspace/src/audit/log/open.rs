@@ -232,10 +232,10 @@ fn file_leftover(w: &mut Writer, st: &mut State, bytes: &[u8]) -> Result<u64, Au
     Ok(hashes.len() as u64)
 }
 
-/// Whole records of the write-ahead file past the chain that do not continue it should not
-/// exist (a host crash can leave torn or stale bytes, not well-formed records with new seqs);
-/// if some do, the file is kept as `wal-stray-<seq>.bin` before it is started afresh, so
-/// nothing is dropped silently.
+/// Whole records of the write-ahead file past the chain that do not continue it (after a
+/// host crash the file may hold only some of its pages: records after a lost one cannot be
+/// chained) are not filed; the file is kept as `wal-stray-<seq>.bin` before it is started
+/// afresh, so nothing is dropped silently.
 fn keep_stray(dir: &Path, bytes: &[u8], next_seq: u64) -> Result<(), AuditError> {
     let stray = bytes
         .split(|b| *b == b'\n')
