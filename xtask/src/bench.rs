@@ -6,7 +6,7 @@
 //! - PostgreSQL through hoopd and through pgbouncer vs direct (`bench_pg`).
 //!
 //! `HOOP_BENCH_ONLY=pg` runs only the PostgreSQL part; `HOOP_BENCH_SECONDS` sets each run's
-//! length. For iterating on the relay: `HOOP_BENCH_PG_LOADS=simple/8,prepared/8` measures only
+//! length and `HOOP_BENCH_ROUNDS` the PostgreSQL table's rounds per row (median shown). For iterating on the relay: `HOOP_BENCH_PG_LOADS=simple/8,prepared/8` measures only
 //! those rows, and `HOOP_BENCH_PG_HOLD=FILE` starts everything and waits until FILE (which names
 //! the hoopd cgroup to run clients in) is removed, for profiling by hand; `HOOP_BENCH_WORKERS`
 //! sets the PostgreSQL part's hoopd's `[listen] workers`, and `HOOP_BENCH_BUSY_POLL_US` the

@@ -2,7 +2,9 @@
 //! PostgreSQL 15 — direct, through hoopd (eBPF redirect, `postgres` target) and through pgbouncer
 //! (session pool, TLS on both legs) — every path measured in the same run and printed as ratios to
 //! direct, beside the issue's goals (printed, never asserted). `HOOP_BENCH_SECONDS` sets the length
-//! of each run (default 10).
+//! of each run (default 10), `HOOP_BENCH_ROUNDS` how many rounds of the three paths a row takes
+//! (default 3; the row shows each path's median round, so one noisy run on a shared host does
+//! not decide a ratio).
 
 use std::{
     fs::File,
@@ -102,16 +104,10 @@ struct Sample {
 type Row = [Sample; 3];
 
 pub fn run() -> Result<()> {
-    let seconds = match std::env::var("HOOP_BENCH_SECONDS") {
-        Ok(s) => s
-            .parse()
-            .ok()
-            .filter(|&n: &u32| n > 0)
-            .with_context(|| format!("HOOP_BENCH_SECONDS={s:?}: want whole seconds > 0"))?,
-        Err(_) => 10,
-    };
+    let seconds = positive("HOOP_BENCH_SECONDS", 10)?;
+    let rounds = positive("HOOP_BENCH_ROUNDS", 3)?;
     let w = World::start()?;
-    let result = measure(&w, seconds);
+    let result = measure(&w, seconds, rounds);
     let dirs = [w.dir.clone(), w.pg.dir.clone()];
     drop(w);
     // on failure the logs stay for a look
@@ -123,7 +119,19 @@ pub fn run() -> Result<()> {
     result
 }
 
-fn measure(w: &World, seconds: u32) -> Result<()> {
+/// A whole number > 0 from the environment, or `default`.
+fn positive(var: &str, default: u32) -> Result<u32> {
+    match std::env::var(var) {
+        Ok(s) => s
+            .parse()
+            .ok()
+            .filter(|&n: &u32| n > 0)
+            .with_context(|| format!("{var}={s:?}: want a whole number > 0")),
+        Err(_) => Ok(default),
+    }
+}
+
+fn measure(w: &World, seconds: u32, rounds: u32) -> Result<()> {
     // fills PostgreSQL's buffers and hoopd's statement cache, and fails early on a broken path
     let warm = Load {
         mode: "simple",
@@ -143,7 +151,7 @@ fn measure(w: &World, seconds: u32) -> Result<()> {
         }
         return Ok(());
     }
-    print_header(seconds);
+    print_header(seconds, rounds);
     // HOOP_BENCH_PG_LOADS=simple/1,prepared/8 measures only those rows (for iterating on a
     // change): no goals, no masking or audit sections
     if let Ok(only) = std::env::var("HOOP_BENCH_PG_LOADS") {
@@ -152,13 +160,13 @@ fn measure(w: &World, seconds: u32) -> Result<()> {
             .iter()
             .filter(|l| wanted.contains(&l.label().as_str()))
         {
-            print_row(load, &measure_row(w, load, seconds)?);
+            print_row(load, &measure_row(w, load, seconds, rounds)?);
         }
         return Ok(());
     }
     let mut rows = [Row::default(); LOADS.len()];
     for (load, row) in LOADS.iter().zip(&mut rows) {
-        *row = measure_row(w, load, seconds)?;
+        *row = measure_row(w, load, seconds, rounds)?;
         print_row(load, row);
     }
     print_goals(&rows);
@@ -166,14 +174,35 @@ fn measure(w: &World, seconds: u32) -> Result<()> {
     audit_durability(w, seconds)
 }
 
-/// One row of the table: the three paths back to back, so drift on a shared machine hits them
-/// alike.
-fn measure_row(w: &World, load: &Load, seconds: u32) -> Result<Row> {
-    let mut row = Row::default();
-    for (sample, via) in row.iter_mut().zip(VIAS) {
-        *sample = w.pgbench(via, load, seconds)?;
+/// One row of the table: `rounds` rounds of the three paths back to back, so drift on a shared
+/// machine hits them alike; each path's median round (by tps) stands in the row, and each
+/// round's hoopd/pgbouncer ratio is printed under it, so the spread shows.
+fn measure_row(w: &World, load: &Load, seconds: u32, rounds: u32) -> Result<Row> {
+    let mut samples: [Vec<Sample>; 3] = Default::default();
+    for _ in 0..rounds {
+        for (s, via) in samples.iter_mut().zip(VIAS) {
+            s.push(w.pgbench(via, load, seconds)?);
+        }
     }
-    Ok(row)
+    if rounds > 1 {
+        let per_round: Vec<String> = samples[1]
+            .iter()
+            .zip(&samples[2])
+            .map(|(h, b)| format!("{:.2}", h.tps / b.tps))
+            .collect();
+        println!(
+            "    {} rounds, hoopd/pgb each: {}",
+            load.label(),
+            per_round.join(" ")
+        );
+    }
+    Ok(samples.map(median))
+}
+
+/// The median sample by tps (the upper one of an even count).
+fn median(mut s: Vec<Sample>) -> Sample {
+    s.sort_by(|a, b| a.tps.total_cmp(&b.tps));
+    s[s.len() / 2]
 }
 
 /// A 1,000,000-row result through psql, direct and through hoopd with masking on (the built-in
@@ -277,10 +306,10 @@ fn field<T: FromStr>(out: &str, prefix: &str) -> Option<T> {
         .and_then(|w| w.parse().ok())
 }
 
-fn print_header(seconds: u32) {
+fn print_header(seconds: u32, rounds: u32) {
     println!(
         "postgres: pgbench select-only (-S) over TLS + SCRAM (sslmode=require), {seconds} s per run, \
-         PostgreSQL 15 on {PG_HOST}:{PG_PORT}"
+         median of {rounds} interleaved rounds per path, PostgreSQL 15 on {PG_HOST}:{PG_PORT}"
     );
     println!(
         "  hoopd: pgbench in the cgroup, eBPF redirect, `postgres` target (verified TLS upstream, HOOP_LOG=warn, \
