@@ -238,9 +238,14 @@ fn kill9_loses_no_executed_statement(_: &Postgres) -> Result<(), Failed> {
     // before the restart: the statements last recorded are only in the write-ahead file
     let (_, out) = verify(&state.join("audit"), None);
     let unfiled: u64 = out
-        .split_once("and ")
-        .and_then(|(_, rest)| rest.split_once(" records after them in the write-ahead file"))
-        .and_then(|(n, _)| n.parse().ok())
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("and ")?
+                .split_once(" records after them in the write-ahead file")?
+                .0
+                .parse()
+                .ok()
+        })
         .unwrap_or(0);
     check(unfiled > 0, || {
         format!("nothing left to file after kill -9: {out}")

@@ -117,7 +117,6 @@ impl Node {
         hoop_tests::json_lines(&out.stdout)
     }
 
-    /// Everything hoopd wrote: its log and its audit trail.
     /// hoopd's log and the audit trail's records (the segment files).
     fn all_output(&self) -> String {
         self.hoopd.log_text() + &self.env.audit_lines().join("\n")
