@@ -307,6 +307,19 @@ impl Env {
             .unwrap_or_default()
     }
 
+    /// Every file of this env's audit directory, byte for byte (the write-ahead file too, read
+    /// lossily as text): where a secret must never be found.
+    pub fn audit_files_text(&self) -> String {
+        let dir = self.dir.join("state/audit");
+        let mut all = String::new();
+        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = e.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            all.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        all
+    }
+
     /// Every line of this env's audit trail so far (the segment files, in order).
     pub fn audit_lines(&self) -> Vec<String> {
         let dir = self.dir.join("state/audit");
