@@ -24,10 +24,10 @@
 //! instead of being spent on every wait, while a chatty local client keeps it long.
 //!
 //! The mechanism: reads on this worker's sessions bump a thread-local counter
-//! ([`note_activity`], from `Stream::poll_read` and the `tcp` passthrough's reads); one task per worker waits for it, then yields
-//! in a loop — each yield makes the single-threaded runtime poll its sockets without blocking
-//! (`epoll_wait` with a zero timeout) and run whatever became ready — until the window passes
-//! with no new read.
+//! ([`note_activity`], from `Stream::poll_read` and the `tcp` passthrough's reads); one task
+//! per worker waits for it, then yields in a loop — each yield makes the single-threaded
+//! runtime poll its sockets without blocking (`epoll_wait` with a zero timeout) and run
+//! whatever became ready — until the window passes with no new read.
 
 use std::{
     cell::{Cell, RefCell},
