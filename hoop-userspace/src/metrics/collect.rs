@@ -305,6 +305,14 @@ impl Snapshot {
             MetricType::Counter,
             stops,
             counter,
+        )?;
+        family(
+            enc,
+            "worker_busy_poll_windows_skipped",
+            "Poll windows not started because the node's CPUs were under pressure (PSI).",
+            MetricType::Counter,
+            [(vec![], b.skipped)],
+            counter,
         )
     }
 

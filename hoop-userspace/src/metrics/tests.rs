@@ -87,6 +87,7 @@ fn snapshot(m: &Metrics) -> Snapshot {
             caught: 12,
             ran_out: 3,
             cpu_busy: 4,
+            skipped: 6,
         },
     }
 }
@@ -124,6 +125,7 @@ fn text_exposition_has_every_family_with_sane_values() {
         "hoop_worker_busy_poll_wakeups_saved_total 12",
         "hoop_worker_busy_poll_stops_total{reason=\"ran_out\"} 3",
         "hoop_worker_busy_poll_stops_total{reason=\"cpu_busy\"} 4",
+        "hoop_worker_busy_poll_windows_skipped_total 6",
     ] {
         assert!(
             text.lines().any(|l| l == line),

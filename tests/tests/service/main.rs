@@ -212,6 +212,10 @@ fn started_only_when_protecting(sd: &Systemd, echo: &Echo) -> Result<(), Failed>
     check(!journal.contains("busy polling off"), || {
         format!("busy polling is off under the unit:\n{journal}")
     })?;
+    // and so does its CPU pressure gate (/proc/pressure/cpu, also hidden by ProcSubset=pid)
+    check(!journal.contains("no CPU pressure information"), || {
+        format!("busy polling without its CPU pressure gate under the unit:\n{journal}")
+    })?;
     // so does the audit trail's write-ahead file (a shared mapping, fallocate'd)
     check(!journal.contains("no write-ahead file"), || {
         format!("no write-ahead file under the unit:\n{journal}")
