@@ -93,7 +93,16 @@ pub async fn run(
         Default::default()
     });
     let ca = Arc::new(NodeCa::load_or_create(&cfg.state.dir)?);
-    let audit = AuditLog::open(cfg.audit_config())?;
+    // opening re-verifies the whole trail: on a large one that outlasts systemd's start
+    // timeout unless every segment pushes it further
+    let audit = AuditLog::open_with_progress(cfg.audit_config(), &mut |v| {
+        crate::service::starting(&format!(
+            "verifying the audit trail: segment {} of {} ({} records so far)",
+            v.segment + 1,
+            v.segments,
+            v.records
+        ));
+    })?;
     for r in audit.recoveries() {
         tracing::warn!(recovery = ?r, "audit trail: torn tail truncated and recorded");
     }

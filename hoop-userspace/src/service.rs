@@ -16,6 +16,20 @@ pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
+/// A step of the start that may take long (verifying a large audit trail): systemd's start
+/// timeout is pushed [`START_STEP`] past now, and `systemctl status` shows `status`.
+pub fn starting(status: &str) {
+    let usec = u32::try_from(START_STEP.as_micros()).unwrap_or(u32::MAX);
+    send(&[
+        NotifyState::ExtendTimeoutUsec(usec),
+        NotifyState::Status(status),
+    ]);
+}
+
+/// How far each [`starting`] pushes the start timeout: far more than one step takes (one
+/// audit segment, 64 MiB by default: under a second on the CI machine).
+pub const START_STEP: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A reload starts; [`reloaded`] ends it.
 pub fn reloading() {
     match NotifyState::monotonic_usec_now() {

@@ -21,7 +21,7 @@ pub mod verify;
 pub use checkpoint::Checkpoint;
 pub use config::{AuditConfig, Durability};
 pub use error::{AuditError, IoStep, Location, Problem, ProofError, VerifyError, WriteFailure};
-pub use log::{AuditLog, Progress, Receipt};
+pub use log::{AuditLog, Progress, Receipt, Verifying};
 pub use proof::{InclusionProof, prove, verify_path};
 pub use reader::{Entry, Filter, Follower, read};
 pub use record::{Hash, Prepared, Record};

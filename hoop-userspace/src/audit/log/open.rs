@@ -24,6 +24,9 @@ use crate::audit::segment::{
 use super::state::{CheckpointWriter, Shared, State, Writer, sync_dir};
 use super::wal::{self, WAL_FILE, Wal};
 
+/// An open that takes longer than this says so in the log.
+const SLOW_OPEN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// An opened directory, ready for the sync thread.
 pub(crate) struct Opened {
     pub shared: Arc<Shared>,
@@ -32,7 +35,10 @@ pub(crate) struct Opened {
     pub lock: File,
 }
 
-pub(crate) fn open(cfg: AuditConfig) -> Result<Opened, AuditError> {
+pub(crate) fn open(
+    cfg: AuditConfig,
+    progress: &mut dyn FnMut(super::Verifying),
+) -> Result<Opened, AuditError> {
     cfg.validate()?;
     let dir = cfg.dir.clone();
     DirBuilder::new()
@@ -59,7 +65,18 @@ pub(crate) fn open(cfg: AuditConfig) -> Result<Opened, AuditError> {
         recoveries.push(cut_tail(&dir, CHECKPOINTS_FILE, offset)?);
     }
     let mut scanner = Scanner::new(&public.to_bytes(), &cps.valid);
-    scan_segments(&dir, &mut scanner, &mut recoveries)?;
+    let started = Instant::now();
+    scan_segments(&dir, &mut scanner, &mut recoveries, progress)?;
+    let took = started.elapsed();
+    if took >= SLOW_OPEN {
+        tracing::info!(
+            records = scanner.records,
+            segments = scanner.segments.len(),
+            seconds = took.as_secs_f64(),
+            "audit trail: every record re-verified before the node starts; the time grows \
+             with the trail (see [audit] retention_max_bytes)"
+        );
+    }
     let mut summaries = std::mem::take(&mut scanner.segments);
     finish_pending_prune(&dir, &scanner, &mut summaries)?;
 
@@ -109,9 +126,15 @@ fn scan_segments(
     dir: &Path,
     scanner: &mut Scanner<'_>,
     recoveries: &mut Vec<Recovery>,
+    progress: &mut dyn FnMut(super::Verifying),
 ) -> Result<(), AuditError> {
     let segments = list_segments(dir).map_err(|e| AuditError::io(dir, e))?;
     for (i, seg) in segments.iter().enumerate() {
+        progress(super::Verifying {
+            segment: i,
+            segments: segments.len(),
+            records: scanner.records,
+        });
         let last = i + 1 == segments.len();
         let stopped = scanner
             .scan_segment(seg, last)

@@ -45,6 +45,33 @@ fn fresh_log_starts_with_segment_record_and_reopen_continues() {
     );
 }
 
+/// Opening tells its caller before each segment it verifies (hoopd pushes systemd's start
+/// timeout with it), in order, with the records verified so far.
+#[test]
+fn open_reports_each_segment_it_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = small_segments(tmp.path());
+    write_log(&cfg, 120);
+    let files = segment_paths(&cfg.dir).len();
+    assert!(files >= 3, "the test needs several segments: {files}");
+    let mut seen = vec![];
+    let log = AuditLog::open_with_progress(cfg.clone(), &mut |v| seen.push(v)).unwrap();
+    log.close().unwrap();
+    assert_eq!(seen.len(), files, "{seen:?}");
+    for (i, v) in seen.iter().enumerate() {
+        assert_eq!((v.segment, v.segments), (i, files), "{seen:?}");
+    }
+    assert_eq!(seen[0].records, 0);
+    assert!(
+        seen.windows(2).all(|w| w[0].records < w[1].records),
+        "{seen:?}"
+    );
+    // every segment but the last was verified when the last is reached
+    let last = seen.last().unwrap().records;
+    let total = records(&cfg.dir).len() as u64;
+    assert!(last > 0 && last < total, "{last} of {total}");
+}
+
 #[test]
 fn append_is_in_the_file_when_it_returns() {
     let tmp = tempfile::tempdir().unwrap();
