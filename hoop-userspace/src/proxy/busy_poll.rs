@@ -11,9 +11,9 @@
 //! +80 to +16 µs (prepared).
 //!
 //! Only into idle CPU, judged on two time scales:
-//! - Over the last [`PRESSURE_INTERVAL`]s: a worker starts no window while the kernel's CPU
-//!   pressure (`/proc/pressure/cpu`, PSI: the share of wall time in which some thread waited for
-//!   a CPU) exceeded [`PRESSURE_LIMIT`]. On a saturated node a poll can only take CPU from a
+//! - Over the last sampling interval ([`PRESSURE_INTERVAL`]): a worker starts no window while
+//!   the kernel's CPU pressure (`/proc/pressure/cpu`, PSI: the share of wall time in which some
+//!   thread waited for a CPU) exceeded [`PRESSURE_LIMIT`]. On a saturated node a poll can only take CPU from a
 //!   thread that has work, and a wake-up saved there saves no halted vCPU: measured at
 //!   pgbench -c 8 (2 vCPUs, ~78% pressure), polling gated by the runnable count alone cost
 //!   hoopd ~2 µs of CPU per transaction and 5–10% of the throughput, while at -c 1 (5–6%
