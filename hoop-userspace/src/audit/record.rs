@@ -166,24 +166,39 @@ fn encode(
     time: &str,
     hash: Option<&Hash>,
 ) -> Vec<u8> {
+    encode_marked(event, kind, prev, seq, time, hash).0
+}
+
+/// [`encode`], and where the `hash` member (with its leading comma) is in the line: the line
+/// without that range is what the hash covers.
+fn encode_marked(
+    event: &Value,
+    kind: &str,
+    prev: &Hash,
+    seq: u64,
+    time: &str,
+    hash: Option<&Hash>,
+) -> (Vec<u8>, std::ops::Range<usize>) {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"{\"event\":");
     canonical::write_value(&mut out, event);
+    let start = out.len();
     if let Some(hash) = hash {
         out.extend_from_slice(b",\"hash\":\"");
-        out.extend_from_slice(hex::encode(hash).as_bytes());
+        out.extend_from_slice(&hex32(hash));
         out.push(b'"');
     }
+    let member = start..out.len();
     out.extend_from_slice(b",\"kind\":");
     canonical::write_str(&mut out, kind);
     out.extend_from_slice(b",\"prev\":\"");
-    out.extend_from_slice(hex::encode(prev).as_bytes());
+    out.extend_from_slice(&hex32(prev));
     out.extend_from_slice(b"\",\"seq\":");
-    out.extend_from_slice(seq.to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
     out.extend_from_slice(b",\"time\":");
     canonical::write_str(&mut out, time);
     out.extend_from_slice(b",\"v\":1}");
-    out
+    (out, member)
 }
 
 impl Record {
@@ -223,10 +238,17 @@ impl Record {
             return Err(VerifyError::Malformed { field: "kind" });
         }
         let r = &record;
-        if encode(&r.event, &r.kind, &r.prev, r.seq, &r.time, Some(&r.hash)) != line {
+        let (canonical, member) =
+            encode_marked(&r.event, &r.kind, &r.prev, r.seq, &r.time, Some(&r.hash));
+        if canonical != line {
             return Err(VerifyError::NotCanonical);
         }
-        let computed = r.compute_hash();
+        // the canonical line without its hash member is what `compute_hash` would encode
+        let computed: Hash = Sha256::new()
+            .chain_update(&line[..member.start])
+            .chain_update(&line[member.end..])
+            .finalize()
+            .into();
         if computed != r.hash {
             return Err(VerifyError::HashMismatch {
                 stored: r.hash,
