@@ -1,7 +1,7 @@
 //! Validation against every forged variant (alg none, HS256 keyed with the public key, wrong
 //! key, wrong iss, wrong aud, expired, not yet valid, unknown kid, …) with real RSA and EC keys.
 //! Issuer keys are given directly here; discovery, JWKS over TLS and rotation are exercised
-//! against the real oidc-provider in `tests/tests/identity.rs`.
+//! against the real oidc-provider in `tests/tests/identity/`.
 
 use std::{sync::Arc, time::Duration};
 
