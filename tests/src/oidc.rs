@@ -12,6 +12,9 @@ use std::{
 
 use serde_json::{Value, json};
 
+/// How long a start of the issuer may take to say it is ready.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub struct Issuer {
     child: Child,
     pub dir: PathBuf,
@@ -37,35 +40,56 @@ impl Issuer {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         crate::pg::make_certs(&dir, &dir, "127.0.0.1");
-        let mut child = Command::new("node")
-            .arg(js.join("issuer.mjs"))
-            .args([
-                "--port",
-                &port.to_string(),
-                "--admin-port",
-                &admin_port.to_string(),
-            ])
-            .arg("--cert")
-            .arg(dir.join("server.crt"))
-            .arg("--key")
-            .arg(dir.join("server.key"))
-            .arg("--ca")
-            .arg(dir.join("ca.crt"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn node (is nodejs installed?)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.contains("ready"), "issuer did not start: {line:?}");
-        Self {
-            child,
-            dir,
-            port,
-            admin_port,
+        // node has been seen (CI, once) to hang before listening, its main thread blocked on
+        // a lock: a start without the ready line in time is killed and tried once more, and a
+        // second one fails the suite instead of hanging it
+        for attempt in 1..=2 {
+            let mut child = Command::new("node")
+                .arg(js.join("issuer.mjs"))
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--admin-port",
+                    &admin_port.to_string(),
+                ])
+                .arg("--cert")
+                .arg(dir.join("server.crt"))
+                .arg("--key")
+                .arg(dir.join("server.key"))
+                .arg("--ca")
+                .arg(dir.join("ca.crt"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn node (is nodejs installed?)");
+            let stdout = child.stdout.take().unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                let read = BufReader::new(stdout).read_line(&mut line);
+                let _ = tx.send(read.map(|_| line));
+            });
+            match rx.recv_timeout(READY_WITHIN) {
+                Ok(line) => {
+                    let line = line.unwrap();
+                    assert!(line.contains("ready"), "issuer did not start: {line:?}");
+                    return Self {
+                        child,
+                        dir,
+                        port,
+                        admin_port,
+                    };
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    eprintln!(
+                        "OIDC issuer: no ready line within {READY_WITHIN:?} (attempt {attempt}); killed"
+                    );
+                }
+            }
         }
+        panic!("the OIDC issuer (node issuer.mjs) did not start, twice, within {READY_WITHIN:?}");
     }
 
     /// The issuer identifier (`iss`).
