@@ -41,6 +41,9 @@ struct Bench {
 
 pub fn run() -> Result<()> {
     require_root("the benchmarks")?;
+    // the same servers and clients as the tests (nft, PostgreSQL, pgbouncer, pgbench, …): a
+    // fresh machine's `bootstrap.sh bench` has none of them
+    crate::deps::install_test_deps()?;
     build(true)?;
     // HOOP_BENCH_ONLY=part[,part]: hook, audit, policy, mask, pg (default: all, in that order)
     let only = std::env::var("HOOP_BENCH_ONLY").ok();
