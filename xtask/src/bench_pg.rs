@@ -98,6 +98,12 @@ impl Load {
 struct Sample {
     tps: f64,
     latency_ms: f64,
+    /// The proxy's CPU time (all threads, user + system) per transaction over the run, in µs;
+    /// none for direct. Steadier than tps on a shared machine: it is what a change to the
+    /// proxy's own work moves, whatever the neighbours do to the throughput.
+    proxy_cpu_us: Option<f64>,
+    /// Of that, the time hoopd's workers spent busy polling (CPU that was idle), per transaction.
+    polled_us: Option<f64>,
 }
 
 /// One row's samples, indexed like `VIAS`.
@@ -194,6 +200,27 @@ fn measure_row(w: &World, load: &Load, seconds: u32, rounds: u32) -> Result<Row>
             "    {} rounds, hoopd/pgb each: {}",
             load.label(),
             per_round.join(" ")
+        );
+    }
+    // the proxy's CPU per transaction; hoopd's includes its busy polling, which spins in CPU
+    // that was idle and handles the messages it catches on the way (the two do not separate):
+    // a hoopd/pgb ratio only where polling is a small part
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    let cpu = |i: usize| med(&mut samples[i].iter().filter_map(|x| x.proxy_cpu_us).collect());
+    let polled = med(&mut samples[1].iter().filter_map(|x| x.polled_us).collect()).unwrap_or(0.0);
+    if let (Some(h), Some(b)) = (cpu(1), cpu(2)) {
+        let ratio = if polled <= 0.05 * h {
+            format!("hoopd/pgb {:.2}", h / b)
+        } else {
+            "no ratio: mostly busy polling into idle CPU".to_string()
+        };
+        println!(
+            "    {} proxy CPU per transaction (median of rounds): hoopd {h:.1} µs (busy polling \
+             {polled:.1} of it), pgbouncer {b:.1} µs; {ratio}",
+            load.label(),
         );
     }
     Ok(samples.map(median))

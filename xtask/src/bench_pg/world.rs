@@ -103,7 +103,8 @@ impl World {
         let config = format!(
             "[listen]\nworkers = {workers}\n{busy_poll}address = \"127.0.0.1:{port}\"\naddress6 = \"[::1]:{port}\"\n[intercept]\ncgroup = \"{}\"\n\
              pin_dir = \"{pins}\"\nnft_table = \"{table}\"\n[state]\ndir = \"{}\"\n[control]\nsocket = \"{}\"\n\
-             [audit]\ndurability = \"{}\"\n[dns]\nport = {dns_port}\n[[target]]\n\
+             [audit]\ndurability = \"{}\"\n[dns]\nport = {dns_port}\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n[[target]]\n\
              name = \"pg\"\nprotocol = \"postgres\"\ncidrs = [\"{PG_HOST}/32\"]\nports = [{PG_PORT}]\n\
              upstream_ca = \"{}\"\ndeny_statements = [\"drop\", \"truncate\"]\n",
             cgroup.path.display(),
@@ -119,6 +120,7 @@ impl World {
             self.pg.ca_path().display(),
             // the two hoopds run side by side: each its own DNS forwarder port
             dns_port = port + 2000,
+            metrics_port = metrics_port(via),
         );
         let path = self.hoopd_config(strict);
         std::fs::write(&path, config)?;
@@ -241,15 +243,41 @@ impl World {
             .args(load.connect_each.then_some("-C"))
             .arg(conninfo(host, port))
             .env("PGPASSWORD", pg::PASSWORD);
+        // the proxy's CPU time over the run (all its threads), for its cost per transaction
+        let proxy = match via {
+            Via::Direct => None,
+            Via::Hoopd => self.hoopd.as_ref(),
+            Via::HoopdStrict => self.hoopd_strict.as_ref(),
+            Via::Pgbouncer => self.bouncer.as_ref(),
+        }
+        .map(Child::id);
+        // hoopd's busy polling spins in CPU that was idle (see `busy_poll_us`): counted apart
+        let polling = || match via {
+            Via::Hoopd | Via::HoopdStrict => busy_poll_seconds(metrics_port(via)).map(Some),
+            _ => Ok(None),
+        };
+        let cpu_before = proxy.map(cpu_seconds).transpose()?;
+        let polled_before = polling()?;
         let out = cmd.output().context("spawn pgbench")?;
+        let cpu = match (proxy, cpu_before) {
+            (Some(pid), Some(before)) => Some(cpu_seconds(pid)? - before),
+            _ => None,
+        };
+        let polled = match (polling()?, polled_before) {
+            (Some(after), Some(before)) => Some(after - before),
+            _ => None,
+        };
         let stdout = String::from_utf8_lossy(&out.stdout);
         let failed: Option<u64> = field(&stdout, "number of failed transactions: ");
         let processed: Option<u64> = field(&stdout, "number of transactions actually processed: ");
         let sample = field(&stdout, "tps = ").zip(field(&stdout, "latency average = "));
         match (out.status.success(), failed, processed, sample) {
-            (true, Some(0), Some(n), Some((tps, latency_ms))) if n > 0 => {
-                Ok(Sample { tps, latency_ms })
-            }
+            (true, Some(0), Some(n), Some((tps, latency_ms))) if n > 0 => Ok(Sample {
+                tps,
+                latency_ms,
+                proxy_cpu_us: cpu.map(|s| s * 1e6 / n as f64),
+                polled_us: polled.map(|s| s * 1e6 / n as f64),
+            }),
             _ => bail!(
                 "pgbench {} via {via:?}: {}\n{stdout}{}\n(logs in {})",
                 load.label(),
@@ -285,6 +313,57 @@ impl Drop for World {
         }
         // then the fields: the cgroup (its processes killed) and PostgreSQL (stopped)
     }
+}
+
+/// CPU time (user + system, every thread, in seconds) process `pid` has used so far, from
+/// /proc/PID/stat (clock ticks, 10 ms each: over a 10 s run at half a CPU, 0.2% resolution).
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    // fields after the command name, which is in parentheses and may hold spaces
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .with_context(|| format!("{path}: no command name"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime: fields 14 and 15 of stat(5), 12 and 13 after the name
+    let ticks = |i: usize| -> Result<f64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .map(|t| t as f64)
+            .with_context(|| format!("{path}: field {} unreadable", i + 3))
+    };
+    // SAFETY: sysconf has no preconditions
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        bail!("sysconf(_SC_CLK_TCK) failed");
+    }
+    Ok((ticks(11)? + ticks(12)?) / hz as f64)
+}
+
+/// Where the measured (or strict) hoopd serves its metrics.
+fn metrics_port(via: Via) -> u16 {
+    match via {
+        Via::HoopdStrict => STRICT_LISTEN_PORT + 3000,
+        _ => LISTEN_PORT + 3000,
+    }
+}
+
+/// `hoop_worker_busy_poll_seconds_total` from the hoopd serving metrics on `port`.
+fn busy_poll_seconds(port: u16) -> Result<f64> {
+    use std::io::{Read, Write};
+    const METRIC: &str = "hoop_worker_busy_poll_seconds_total ";
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .with_context(|| format!("hoopd metrics on 127.0.0.1:{port}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(METRIC))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no {} in hoopd's metrics", METRIC.trim()))
 }
 
 fn hoopd_bin() -> PathBuf {
