@@ -215,7 +215,10 @@ fn measure_row(w: &World, load: &Load, seconds: u32, rounds: u32) -> Result<Row>
         let ratio = if polled <= 0.05 * h {
             format!("hoopd/pgb {:.2}", h / b)
         } else {
-            "no ratio: mostly busy polling into idle CPU".to_string()
+            format!(
+                "no ratio: busy polling into idle CPU is {:.0}% of hoopd's",
+                100.0 * polled / h
+            )
         };
         println!(
             "    {} proxy CPU per transaction (median of rounds): hoopd {h:.1} µs (busy polling \

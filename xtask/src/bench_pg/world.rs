@@ -27,6 +27,8 @@ impl World {
             (PG_HOST, PG_PORT),
             (BOUNCER_HOST, BOUNCER_PORT),
             ("127.0.0.1", LISTEN_PORT),
+            ("127.0.0.1", metrics_port(Via::Hoopd)),
+            ("127.0.0.1", metrics_port(Via::HoopdStrict)),
         ] {
             if TcpStream::connect((host, port)).is_ok() {
                 bail!("{host}:{port} is already in use: stop what listens there");
@@ -256,8 +258,9 @@ impl World {
             Via::Hoopd | Via::HoopdStrict => busy_poll_seconds(metrics_port(via)).map(Some),
             _ => Ok(None),
         };
-        let cpu_before = proxy.map(cpu_seconds).transpose()?;
+        // the scrape first: its own CPU is not the run's
         let polled_before = polling()?;
+        let cpu_before = proxy.map(cpu_seconds).transpose()?;
         let out = cmd.output().context("spawn pgbench")?;
         let cpu = match (proxy, cpu_before) {
             (Some(pid), Some(before)) => Some(cpu_seconds(pid)? - before),
