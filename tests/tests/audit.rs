@@ -90,6 +90,8 @@ fn tampering_is_detected(pg: &Postgres) -> Result<(), Failed> {
         .command("psql")
         .arg(conninfo(pg))
         .args(["-XAtc", "SELECT 1", "-c", "SELECT 2", "-c", "SELECT 3"])
+        // text the record must escape (tab, newline, quote, backslash) and non-ASCII
+        .args(["-c", "SELECT 'tab\there \"q\" \\ é' AS \"new\nline\""])
         .env("PGPASSWORD", pg::PASSWORD)
         .output()?;
     check(psql.status.success(), || {
@@ -104,11 +106,21 @@ fn tampering_is_detected(pg: &Postgres) -> Result<(), Failed> {
     check(code == 0 && out.starts_with("ok:"), || {
         format!("untampered trail: {out}")
     })?;
-    let kinds: Vec<String> = lines(&segment(&state.join("audit")))
+    let records: Vec<serde_json::Value> = lines(&segment(&state.join("audit")))
         .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let kinds: Vec<String> = records
+        .iter()
         .map(|v| v["kind"].as_str().unwrap_or("").to_string())
         .collect();
+    let escaped = "SELECT 'tab\there \"q\" \\ é' AS \"new\nline\"";
+    check(
+        records
+            .iter()
+            .any(|v| v["kind"] == "pg.request" && v["event"]["text"] == escaped),
+        || format!("no pg.request record with the text {escaped:?}"),
+    )?;
     for k in [
         "daemon.start",
         "session.start",

@@ -24,7 +24,7 @@ pub use error::{AuditError, IoStep, Location, Problem, ProofError, VerifyError, 
 pub use log::{AuditLog, Progress, Receipt, Verifying};
 pub use proof::{InclusionProof, prove, verify_path};
 pub use reader::{Entry, Filter, Follower, read};
-pub use record::{Hash, Prepared, Record};
+pub use record::{EventPrefix, Hash, Prepared, Record};
 pub use verify::{VerifyOptions, VerifyReport, verify_dir};
 
 #[cfg(test)]

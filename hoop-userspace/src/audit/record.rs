@@ -65,12 +65,32 @@ pub struct Record {
 
 /// The seq-independent part of a record, encoded and hashed outside the log's lock.
 pub struct Prepared {
-    /// `{"event":<event>,`
-    head: Vec<u8>,
-    /// `"kind":<kind>,"prev":"`
-    kind_part: Vec<u8>,
-    /// SHA-256 state after `head` and `kind_part`.
+    /// `{"event":<event>,` then `"kind":<kind>,"prev":"`: the line around its `hash` member.
+    buf: Vec<u8>,
+    /// Where the `hash` member goes (the end of `{"event":<event>,`).
+    event_end: usize,
+    /// SHA-256 state after all of `buf`.
     hasher: Sha256,
+}
+
+/// The start of a record whose event begins the same way many times (a session's statements
+/// of one shape): `{"event":` and the event's first fields, encoded and hashed once, then
+/// completed per record by [`Prepared::resume`].
+pub struct EventPrefix {
+    bytes: Vec<u8>,
+    /// SHA-256 state after `bytes`.
+    hasher: Sha256,
+}
+
+impl EventPrefix {
+    /// `write` appends the event's first part (canonical JSON cut anywhere).
+    pub fn new(write: impl FnOnce(&mut Vec<u8>)) -> Self {
+        let mut bytes = Vec::with_capacity(256);
+        bytes.extend_from_slice(b"{\"event\":");
+        write(&mut bytes);
+        let hasher = Sha256::new_with_prefix(&bytes);
+        EventPrefix { bytes, hasher }
+    }
 }
 
 impl Prepared {
@@ -84,7 +104,7 @@ impl Prepared {
                 max: canonical::MAX_DEPTH,
             });
         }
-        Ok(Self::finish(kind, head))
+        Ok(Self::finish(kind, head, Sha256::new(), 0))
     }
 
     /// Encodes a typed event whose structs declare their fields sorted by bytes (see
@@ -93,11 +113,36 @@ impl Prepared {
         kind: &str,
         event: &T,
     ) -> Result<Prepared, AuditError> {
+        Self::written(kind, |out| canonical::write_sorted(out, event))
+    }
+
+    /// A record whose event `write` appends as canonical JSON (a hot record written field by
+    /// field, [`canonical::Obj`]); never one of the reserved kinds.
+    pub fn written(kind: &str, write: impl FnOnce(&mut Vec<u8>)) -> Result<Prepared, AuditError> {
         Self::check_kind(kind, false)?;
-        let mut head = Vec::with_capacity(256);
+        let mut head = Vec::with_capacity(320);
         head.extend_from_slice(b"{\"event\":");
-        canonical::write_sorted(&mut head, event);
-        Ok(Self::finish(kind, head))
+        write(&mut head);
+        Ok(Self::finish(kind, head, Sha256::new(), 0))
+    }
+
+    /// A record whose event starts with `prefix` and goes on with what `rest` appends: the same
+    /// bytes and hash as writing it whole, without encoding or hashing the prefix again.
+    pub fn resume(
+        kind: &str,
+        prefix: &EventPrefix,
+        rest: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<Prepared, AuditError> {
+        Self::check_kind(kind, false)?;
+        let mut head = Vec::with_capacity(prefix.bytes.len() + 192);
+        head.extend_from_slice(&prefix.bytes);
+        rest(&mut head);
+        Ok(Self::finish(
+            kind,
+            head,
+            prefix.hasher.clone(),
+            prefix.bytes.len(),
+        ))
     }
 
     fn check_kind(kind: &str, internal: bool) -> Result<(), AuditError> {
@@ -112,34 +157,41 @@ impl Prepared {
         Ok(())
     }
 
-    fn finish(kind: &str, mut head: Vec<u8>) -> Prepared {
-        head.push(b',');
-        let mut kind_part = Vec::with_capacity(kind.len() + 20);
-        kind_part.extend_from_slice(b"\"kind\":");
-        canonical::write_str(&mut kind_part, kind);
-        kind_part.extend_from_slice(b",\"prev\":\"");
-        let mut hasher = Sha256::new();
-        hasher.update(&head);
-        hasher.update(&kind_part);
+    /// `hasher` has taken `buf[..hashed]` already.
+    fn finish(kind: &str, mut buf: Vec<u8>, mut hasher: Sha256, hashed: usize) -> Prepared {
+        buf.push(b',');
+        let event_end = buf.len();
+        buf.extend_from_slice(b"\"kind\":");
+        canonical::write_str(&mut buf, kind);
+        buf.extend_from_slice(b",\"prev\":\"");
+        hasher.update(&buf[hashed..]);
         Prepared {
-            head,
-            kind_part,
+            buf,
+            event_end,
             hasher,
         }
     }
 
     /// Places the record in the chain: appends its line (with `\n`) to `out`, returns its hash.
     pub fn seal(&self, seq: u64, prev: &Hash, now: SystemTime, out: &mut Vec<u8>) -> Hash {
-        let mut tail = Vec::with_capacity(160);
-        write_tail(&mut tail, prev, seq, now);
-        let hash: Hash = self.hasher.clone().chain_update(&tail).finalize().into();
-        out.reserve(self.head.len() + self.kind_part.len() + tail.len() + 80);
-        out.extend_from_slice(&self.head);
-        out.extend_from_slice(b"\"hash\":\"");
-        out.extend_from_slice(&hex32(&hash));
+        const MEMBER: &[u8] = b"\"hash\":\"";
+        out.reserve(self.buf.len() + MEMBER.len() + 64 + 2 + 160);
+        out.extend_from_slice(&self.buf[..self.event_end]);
+        out.extend_from_slice(MEMBER);
+        let at = out.len();
+        // the hash's place, filled in once the tail is hashed
+        out.extend_from_slice(&[b'0'; 64]);
         out.extend_from_slice(b"\",");
-        out.extend_from_slice(&self.kind_part);
-        out.extend_from_slice(&tail);
+        out.extend_from_slice(&self.buf[self.event_end..]);
+        let tail = out.len();
+        write_tail(out, prev, seq, now);
+        let hash: Hash = self
+            .hasher
+            .clone()
+            .chain_update(&out[tail..])
+            .finalize()
+            .into();
+        out[at..at + 64].copy_from_slice(&hex32(&hash));
         out.push(b'\n');
         hash
     }
@@ -302,11 +354,20 @@ mod tests;
 
 /// Lower-case hex of a hash, without an allocation (two records' worth per append).
 pub fn hex32(h: &Hash) -> [u8; 64] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    /// The two hex digits of every byte value.
+    const PAIRS: [[u8; 2]; 256] = {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut t = [[0u8; 2]; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = [DIGITS[i >> 4], DIGITS[i & 15]];
+            i += 1;
+        }
+        t
+    };
     let mut out = [0u8; 64];
-    for (i, b) in h.iter().enumerate() {
-        out[2 * i] = DIGITS[usize::from(b >> 4)];
-        out[2 * i + 1] = DIGITS[usize::from(b & 15)];
+    for (pair, b) in out.chunks_exact_mut(2).zip(h) {
+        pair.copy_from_slice(&PAIRS[usize::from(*b)]);
     }
     out
 }

@@ -13,8 +13,32 @@ pub fn format(t: SystemTime) -> String {
     String::from_utf8(buf.to_vec()).expect("timestamp is ASCII")
 }
 
-/// Writes the fixed form into `buf` without allocating (the append path calls this).
+/// Writes the fixed form into `buf` without allocating (the append path calls this, twice a
+/// statement: the date and time of day are formatted once per second and thread).
 pub fn write(buf: &mut [u8; TIME_LEN], t: SystemTime) {
+    use std::cell::Cell;
+    thread_local! {
+        /// The last second formatted, and its `YYYY-MM-DDTHH:MM:SS.` (`u64::MAX`: none yet).
+        static SECOND: Cell<(u64, [u8; 20])> = const { Cell::new((u64::MAX, [0; 20])) };
+    }
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = since.as_secs().min(253_402_300_799);
+    let (last, head) = SECOND.get();
+    if last == secs {
+        buf[..20].copy_from_slice(&head);
+        let mut nanos = since.subsec_nanos();
+        for i in (20..29).rev() {
+            buf[i] = b'0' + (nanos % 10) as u8;
+            nanos /= 10;
+        }
+        buf[29] = b'Z';
+        return;
+    }
+    write_whole(buf, t);
+    SECOND.set((secs, buf[..20].try_into().expect("20 bytes")));
+}
+
+fn write_whole(buf: &mut [u8; TIME_LEN], t: SystemTime) {
     // Before 1970 only happens with a broken clock; the record still needs a valid time.
     let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     let secs = since.as_secs().min(253_402_300_799); // 9999-12-31T23:59:59

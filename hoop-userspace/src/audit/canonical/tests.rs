@@ -89,3 +89,44 @@ struct Unsorted {
 fn typed_events_out_of_order_are_caught() {
     write_sorted(&mut Vec::new(), &Unsorted { b: 1, a: 2 });
 }
+
+proptest::proptest! {
+    /// The fast path of `write_str` and serde_json's escaping agree on every string.
+    #[test]
+    fn write_str_escapes_as_serde_json(s in "(?s).{0,40}", ascii in "[ -~\\t\\n\\x00-\\x1f]{0,40}") {
+        for s in [&s, &ascii] {
+            let mut fast = Vec::new();
+            write_str(&mut fast, s);
+            proptest::prop_assert_eq!(fast, serde_json::to_vec(s).unwrap());
+        }
+    }
+}
+
+#[test]
+fn an_object_written_field_by_field_is_canonical() {
+    let mut out = Vec::new();
+    Obj::open(&mut out)
+        .opt_str("a", None)
+        .bool("b", true)
+        .u64("c", u64::MAX)
+        .opt_u64("d", None)
+        .opt_u64("e", Some(0))
+        .raw("f", br#"[{"x":1}]"#)
+        .str("g", "tab\t\"")
+        .opt_str("h", Some(""))
+        .close();
+    let v = json!({"a": null, "b": true, "c": u64::MAX, "d": null, "e": 0, "f": [{"x": 1}],
+        "g": "tab\t\"", "h": ""});
+    assert_eq!(out, to_vec(&v).unwrap());
+    let mut empty = Vec::new();
+    Obj::open(&mut empty).close();
+    assert_eq!(empty, b"{}");
+}
+
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "canonical object")]
+fn an_object_refuses_keys_out_of_order() {
+    let mut out = Vec::new();
+    Obj::open(&mut out).u64("b", 1).u64("a", 2);
+}

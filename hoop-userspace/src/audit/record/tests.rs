@@ -99,6 +99,60 @@ fn byte_level_recipe_for_auditors() {
 
 #[test]
 fn hex32_is_lower_hex() {
-    let h: Hash = std::array::from_fn(|i| (i * 37 + 5) as u8);
-    assert_eq!(&hex32(&h)[..], hex::encode(h).as_bytes());
+    // every byte value, at every position's parity
+    for k in 0..16 {
+        let h: Hash = std::array::from_fn(|i| (k * 32 + i * 37 + 5) as u8);
+        assert_eq!(&hex32(&h)[..], hex::encode(h).as_bytes());
+    }
+    for k in 0..8 {
+        let h: Hash = std::array::from_fn(|i| (k * 32 + i) as u8);
+        assert_eq!(&hex32(&h)[..], hex::encode(h).as_bytes());
+    }
+}
+
+/// A record completed from an [`EventPrefix`] is byte for byte, and hash for hash, the record
+/// written whole — and the one the `Value` path encodes, so the verifier accepts it.
+#[test]
+fn a_record_resumed_from_its_prefix_equals_the_whole_record() {
+    let t = UNIX_EPOCH + Duration::new(1_779_703_872, 42);
+    let texts = [
+        "SELECT 1",
+        "quote \" back \\ nl \n ctl \u{1} é \u{2028}",
+        "",
+    ];
+    for (i, text) in texts.iter().enumerate() {
+        let write_head = |out: &mut Vec<u8>| {
+            canonical::Obj::open(out)
+                .opt_str("database", Some("postgres"))
+                .str("rule", "target:pg/deny:drop");
+        };
+        let write_rest = |out: &mut Vec<u8>| {
+            canonical::Obj::resume(out, "rule")
+                .str("text", text)
+                .u64("text_len", text.len() as u64)
+                .opt_str("user", None)
+                .close();
+        };
+        let prefix = EventPrefix::new(write_head);
+        let resumed = Prepared::resume("pg.request", &prefix, write_rest).unwrap();
+        let whole = Prepared::written("pg.request", |out| {
+            write_head(out);
+            write_rest(out);
+        })
+        .unwrap();
+        let value = json!({"database": "postgres", "rule": "target:pg/deny:drop",
+            "text": text, "text_len": text.len(), "user": null});
+        let by_value = Prepared::new("pg.request", &value, false).unwrap();
+        let seal = |p: &Prepared| {
+            let mut out = b"earlier line\n".to_vec();
+            let h = p.seal(i as u64, &[9u8; 32], t, &mut out);
+            (out, h)
+        };
+        let (line, hash) = seal(&resumed);
+        assert_eq!((line.clone(), hash), seal(&whole));
+        assert_eq!((line.clone(), hash), seal(&by_value));
+        let rec = Record::parse_line(&line[13..line.len() - 1]).unwrap();
+        assert_eq!((rec.hash, rec.event), (hash, value));
+    }
+    assert!(Prepared::resume("audit.prune", &EventPrefix::new(|_| {}), |_| {}).is_err());
 }

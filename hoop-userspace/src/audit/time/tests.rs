@@ -44,3 +44,25 @@ fn rejects_other_spellings() {
         assert_eq!(parse(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn the_second_cache_writes_what_a_whole_format_writes() {
+    let mut whole = [0u8; TIME_LEN];
+    let mut cached = [0u8; TIME_LEN];
+    // the same second again (cached), a later one, back to an earlier one, the clamp
+    for (secs, nanos) in [
+        (1_779_703_872, 1),
+        (1_779_703_872, 999_999_999),
+        (1_779_703_872, 0),
+        (1_779_703_873, 5),
+        (1_779_703_872, 42),
+        (0, 0),
+        (300_000_000_000, 7),
+        (300_000_000_001, 8),
+    ] {
+        let t = UNIX_EPOCH + Duration::new(secs, nanos);
+        write(&mut cached, t);
+        write_whole(&mut whole, t);
+        assert_eq!(cached, whole, "{secs}.{nanos}");
+    }
+}

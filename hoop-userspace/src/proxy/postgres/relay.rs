@@ -42,7 +42,7 @@ mod hold;
 mod results;
 mod server;
 
-use admit::{RecordCache, Refusal, admit, decide_all, refuse};
+use admit::{RecordCache, RecordFrom, Refusal, admit, decide_all, refuse};
 
 use events::{ExtShape, Pending, PendingKind, StatementOutcome};
 use hold::{Hold, hold};
@@ -96,6 +96,49 @@ struct ClientState {
     terminated: bool,
     /// Audit records written for this read's requests (awaited in strict mode).
     receipts: Vec<Receipt>,
+    /// What the last simple Query's shape decided (see [`ShapeMemo`]).
+    shape: Option<Arc<ShapeMemo>>,
+}
+
+/// A simple Query's decision and the start of its audit record, kept for the next Query of
+/// the same shape: the classification cache hands every text of one template (literals
+/// aside) the same classification, and the decision depends on nothing else that varies
+/// within a session — so a client repeating a statement with new literals is decided and its
+/// record's fixed part encoded once, not per text. Valid while the policy is the same.
+struct ShapeMemo {
+    stmts: Arc<[Classification]>,
+    policy: Arc<PolicyState>,
+    decision: Decision,
+    masker: Option<Arc<Masker>>,
+    prefix: crate::audit::EventPrefix,
+}
+
+impl ClientState {
+    /// The memo for `stmts` under `pol`: the last one if it is for them, else a new one.
+    fn shape_memo(
+        &mut self,
+        cx: &Cx<'_>,
+        pol: &Arc<PolicyState>,
+        stmts: Arc<[Classification]>,
+    ) -> Arc<ShapeMemo> {
+        if let Some(m) = &self.shape
+            && Arc::ptr_eq(&m.stmts, &stmts)
+            && Arc::ptr_eq(&m.policy, pol)
+        {
+            return m.clone();
+        }
+        let decision = decide_all(cx, pol, &stmts);
+        let probe = Pending::new(PendingKind::Extended, Arc::from(""), stmts, decision, 0);
+        let memo = Arc::new(ShapeMemo {
+            prefix: probe.request_prefix(cx),
+            masker: Cx::masker_for(pol, &probe.decision),
+            stmts: probe.stmts,
+            decision: probe.decision,
+            policy: pol.clone(),
+        });
+        self.shape = Some(memo.clone());
+        memo
+    }
 }
 
 pub struct Who<'a> {
@@ -268,18 +311,18 @@ fn on_client_frame(
                 unreachable!()
             };
             let stmts = cx.ctx.classify.classify(q.sql);
-            let decision = decide_all(cx, pol, &stmts);
+            let memo = st.shape_memo(cx, pol, stmts);
             let batch = sh.batches_sent;
             sh.batches_sent += 1;
             let mut pending = Pending::new(
                 PendingKind::Simple { next: 0 },
                 q.sql.into(),
-                stmts,
-                decision,
+                memo.stmts.clone(),
+                memo.decision.clone(),
                 batch,
             );
-            pending.masker = Cx::masker_for(pol, &pending.decision);
-            match admit(cx, pol, st, &mut pending, &mut None) {
+            pending.masker = memo.masker.clone();
+            match admit(cx, pol, st, &mut pending, RecordFrom::Prefix(&memo.prefix)) {
                 Ok(()) if pending.decision.action == Action::Review => {
                     return Ok(Some(Hold {
                         frame,
@@ -311,8 +354,8 @@ fn on_client_frame(
                     decision,
                     sh.batches_sent,
                 );
-                let refusal =
-                    admit(cx, pol, st, &mut pending, &mut None).expect_err("a denial is refused");
+                let refusal = admit(cx, pol, st, &mut pending, RecordFrom::Fresh)
+                    .expect_err("a denial is refused");
                 refuse(out, sh, st, pending, &refusal, true)?;
             } else {
                 st.prepared.insert(
@@ -370,7 +413,7 @@ fn on_client_frame(
                 sh.batches_sent,
             );
             pending.masker = Cx::masker_for(pol, &pending.decision);
-            let admitted = admit(cx, pol, st, &mut pending, &mut record);
+            let admitted = admit(cx, pol, st, &mut pending, RecordFrom::Cache(&mut record));
             if let Some(p) = shape
                 .as_ref()
                 .and_then(|s| st.prepared.get_mut(&s.statement))

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 
 use super::{ClientState, Cx, POSTGRES, PgError, Shared, events::Pending};
 use crate::{
-    audit::Prepared as AuditPrepared,
+    audit::{EventPrefix, Prepared as AuditPrepared},
     classify::Classification,
     policy::{self, Action, Decision, PolicyState},
     wire::postgres::frontend::{Execute, Query, encode_bind, encode_parse},
@@ -103,29 +103,48 @@ impl Refusal {
     }
 }
 
+/// Where a request's audit record comes from.
+pub(super) enum RecordFrom<'a> {
+    /// Encoded whole for this request.
+    Fresh,
+    /// A prepared statement's: used while its policy is in force, else encoded again and
+    /// stored there.
+    Cache(&'a mut Option<RecordCache>),
+    /// Completed from the session's prefix for this shape of request (simple protocol).
+    Prefix(&'a EventPrefix),
+}
+
 /// Write before forward: the request's audit record is written first; a denied request, or
-/// one whose record cannot be written, is refused. `cache` (a prepared statement's) holds the
-/// encoded record: used while its policy is in force, else encoded again and stored there.
+/// one whose record cannot be written, is refused.
 pub(super) fn admit(
     cx: &Cx<'_>,
     pol: &Arc<PolicyState>,
     st: &mut ClientState,
     p: &mut Pending,
-    cache: &mut Option<RecordCache>,
+    from: RecordFrom<'_>,
 ) -> Result<(), Refusal> {
     let n = p.stmts.len().max(1);
-    let record = match cache {
-        Some(c) if Arc::ptr_eq(&c.policy, pol) => Ok(c.record.clone()),
-        _ => p.request_record(cx, pol).map(|record| {
-            let record = Arc::new(record);
-            *cache = Some(RecordCache {
-                policy: pol.clone(),
-                record: record.clone(),
-            });
-            record
-        }),
+    let appended = match from {
+        RecordFrom::Fresh => p
+            .request_record(cx, pol)
+            .and_then(|r| cx.audit.append_prepared(&r)),
+        RecordFrom::Prefix(prefix) => p
+            .request_record_from(cx, pol, prefix)
+            .and_then(|r| cx.audit.append_prepared(&r)),
+        RecordFrom::Cache(cache) => match cache {
+            Some(c) if Arc::ptr_eq(&c.policy, pol) => Ok(c.record.clone()),
+            _ => p.request_record(cx, pol).map(|record| {
+                let record = Arc::new(record);
+                *cache = Some(RecordCache {
+                    policy: pol.clone(),
+                    record: record.clone(),
+                });
+                record
+            }),
+        }
+        .and_then(|r| cx.audit.append_prepared(&r)),
     };
-    match record.and_then(|r| cx.audit.append_prepared(&r)) {
+    match appended {
         Ok(r) => {
             p.request_seq = Some(r.seq());
             st.receipts.push(r);

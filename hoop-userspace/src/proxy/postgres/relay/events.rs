@@ -12,7 +12,10 @@ use sha2::Digest;
 
 use super::Cx;
 use crate::{
-    audit::{AuditError, Durability, Prepared as AuditPrepared},
+    audit::{
+        AuditError, Durability, EventPrefix, Prepared as AuditPrepared,
+        canonical::{self, Obj},
+    },
     classify::Classification,
     mask::Masker,
     policy::{self, Decision, PolicyState},
@@ -124,6 +127,39 @@ impl Pending {
         cx: &Cx<'_>,
         pol: &PolicyState,
     ) -> Result<AuditPrepared, AuditError> {
+        self.request_record_from(cx, pol, &self.request_prefix(cx))
+    }
+
+    /// The part of the request record that depends only on the session, the statements'
+    /// classification and the decision (`database` … `statements`): the same for every text of
+    /// one shape, so a session encodes and hashes it once per shape.
+    pub fn request_prefix(&self, cx: &Cx<'_>) -> EventPrefix {
+        EventPrefix::new(|out| {
+            let mut session = uuid::Uuid::encode_buffer();
+            let statements: Vec<StatementSummary> =
+                self.stmts.iter().map(StatementSummary::of).collect();
+            let mut statements_json = Vec::with_capacity(128);
+            canonical::write_sorted(&mut statements_json, &statements);
+            Obj::open(out)
+                .opt_str("database", cx.who.database)
+                .str("decision", self.decision.action.as_str())
+                .str("rule", &self.decision.rule)
+                .str(
+                    "session",
+                    cx.session.id.hyphenated().encode_lower(&mut session),
+                )
+                .raw("statements", &statements_json);
+        })
+    }
+
+    /// [`Self::request_record`] from its prefix ([`Self::request_prefix`] of this request's
+    /// classification and decision).
+    pub fn request_record_from(
+        &self,
+        cx: &Cx<'_>,
+        pol: &PolicyState,
+        prefix: &EventPrefix,
+    ) -> Result<AuditPrepared, AuditError> {
         let masked = pol.masks.audit().mask_text(&self.text);
         let cut = masked.len() > TEXT_MAX;
         let text = if cut {
@@ -136,21 +172,18 @@ impl Pending {
             &masked[..]
         };
         let sha = crate::audit::record::hex32(&sha2::Sha256::digest(self.text.as_bytes()).into());
-        AuditPrepared::typed(
-            "pg.request",
-            &RequestEvent {
-                database: cx.who.database,
-                decision: self.decision.action.as_str(),
-                rule: &self.decision.rule,
-                session: &cx.session.id,
-                statements: self.stmts.iter().map(StatementSummary::of).collect(),
-                text,
-                text_len: self.text.len(),
-                text_sha256: std::str::from_utf8(&sha).expect("hex is ASCII"),
-                text_truncated: cut,
-                user: cx.who.user,
-            },
-        )
+        AuditPrepared::resume("pg.request", prefix, |out| {
+            Obj::resume(out, "statements")
+                .str("text", text)
+                .u64("text_len", self.text.len() as u64)
+                .str(
+                    "text_sha256",
+                    std::str::from_utf8(&sha).expect("hex is ASCII"),
+                )
+                .bool("text_truncated", cut)
+                .opt_str("user", cx.who.user)
+                .close();
+        })
     }
 
     /// Each statement's kind, objects read and written, and WHERE-ness (for records and views).
@@ -162,19 +195,22 @@ impl Pending {
     /// Records how the request ended (audit trail) and emits the statement event.
     pub fn finish(&self, cx: &Cx<'_>, outcome: StatementOutcome) {
         let (name, detail) = self.outcome_parts(&outcome);
-        let rec = AuditPrepared::typed(
-            "pg.response",
-            &ResponseEvent {
-                detail,
-                duration_us: self.started.elapsed().as_micros() as u64,
-                excerpt: self.excerpt.as_deref(),
-                outcome: name,
-                request: self.request_seq,
-                rows: self.rows,
-                session: &cx.session.id,
-                statement: self.index,
-            },
-        );
+        let rec = AuditPrepared::written("pg.response", |out| {
+            let mut session = uuid::Uuid::encode_buffer();
+            Obj::open(out)
+                .str("detail", detail)
+                .u64("duration_us", self.started.elapsed().as_micros() as u64)
+                .opt_str("excerpt", self.excerpt.as_deref())
+                .str("outcome", name)
+                .opt_u64("request", self.request_seq)
+                .u64("rows", self.rows)
+                .str(
+                    "session",
+                    cx.session.id.hyphenated().encode_lower(&mut session),
+                )
+                .opt_u64("statement", self.index.map(|i| i as u64))
+                .close();
+        });
         // nothing waits on a response's record: in `written` mode it is copied to the
         // write-ahead file as it is sealed and filed with the others within sync_interval_ms
         let appended = rec.and_then(|rec| {
@@ -290,22 +326,6 @@ impl Pending {
     }
 }
 
-/// `pg.request`'s event. Fields sorted by bytes: serialized as is, it is canonical JSON
-/// (`audit::canonical::write_sorted`).
-#[derive(Serialize)]
-struct RequestEvent<'a> {
-    database: Option<&'a str>,
-    decision: &'a str,
-    rule: &'a str,
-    session: &'a uuid::Uuid,
-    statements: Vec<StatementSummary<'a>>,
-    text: &'a str,
-    text_len: usize,
-    text_sha256: &'a str,
-    text_truncated: bool,
-    user: Option<&'a str>,
-}
-
 /// One statement of a request (fields sorted by bytes).
 #[derive(Serialize)]
 struct StatementSummary<'a> {
@@ -324,17 +344,4 @@ impl StatementSummary<'_> {
             writes: policy::written_objects(c),
         }
     }
-}
-
-/// `pg.response`'s event (fields sorted by bytes).
-#[derive(Serialize)]
-struct ResponseEvent<'a> {
-    detail: &'a str,
-    duration_us: u64,
-    excerpt: Option<&'a str>,
-    outcome: &'a str,
-    request: Option<u64>,
-    rows: u64,
-    session: &'a uuid::Uuid,
-    statement: Option<usize>,
 }
