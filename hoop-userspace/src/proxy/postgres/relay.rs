@@ -128,12 +128,11 @@ impl ClientState {
             return m.clone();
         }
         let decision = decide_all(cx, pol, &stmts);
-        let probe = Pending::new(PendingKind::Extended, Arc::from(""), stmts, decision, 0);
         let memo = Arc::new(ShapeMemo {
-            prefix: probe.request_prefix(cx),
-            masker: Cx::masker_for(pol, &probe.decision),
-            stmts: probe.stmts,
-            decision: probe.decision,
+            prefix: events::request_prefix(cx, &stmts, &decision),
+            masker: Cx::masker_for(pol, &decision),
+            stmts,
+            decision,
             policy: pol.clone(),
         });
         self.shape = Some(memo.clone());

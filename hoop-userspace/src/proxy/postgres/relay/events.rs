@@ -127,32 +127,10 @@ impl Pending {
         cx: &Cx<'_>,
         pol: &PolicyState,
     ) -> Result<AuditPrepared, AuditError> {
-        self.request_record_from(cx, pol, &self.request_prefix(cx))
+        self.request_record_from(cx, pol, &request_prefix(cx, &self.stmts, &self.decision))
     }
 
-    /// The part of the request record that depends only on the session, the statements'
-    /// classification and the decision (`database` … `statements`): the same for every text of
-    /// one shape, so a session encodes and hashes it once per shape.
-    pub fn request_prefix(&self, cx: &Cx<'_>) -> EventPrefix {
-        EventPrefix::new(|out| {
-            let mut session = uuid::Uuid::encode_buffer();
-            let statements: Vec<StatementSummary> =
-                self.stmts.iter().map(StatementSummary::of).collect();
-            let mut statements_json = Vec::with_capacity(128);
-            canonical::write_sorted(&mut statements_json, &statements);
-            Obj::open(out)
-                .opt_str("database", cx.who.database)
-                .str("decision", self.decision.action.as_str())
-                .str("rule", &self.decision.rule)
-                .str(
-                    "session",
-                    cx.session.id.hyphenated().encode_lower(&mut session),
-                )
-                .raw("statements", &statements_json);
-        })
-    }
-
-    /// [`Self::request_record`] from its prefix ([`Self::request_prefix`] of this request's
+    /// [`Self::request_record`] from its prefix ([`request_prefix`] of this request's
     /// classification and decision).
     pub fn request_record_from(
         &self,
@@ -324,6 +302,27 @@ impl Pending {
             "statement"
         );
     }
+}
+
+/// The part of a request record that depends only on the session, the statements'
+/// classification and the decision (`database` … `statements`): the same for every text of one
+/// shape, so a session encodes and hashes it once per shape.
+pub fn request_prefix(cx: &Cx<'_>, stmts: &[Classification], decision: &Decision) -> EventPrefix {
+    EventPrefix::new(|out| {
+        let mut session = uuid::Uuid::encode_buffer();
+        let statements: Vec<StatementSummary> = stmts.iter().map(StatementSummary::of).collect();
+        let mut statements_json = Vec::with_capacity(128);
+        canonical::write_sorted(&mut statements_json, &statements);
+        Obj::open(out)
+            .opt_str("database", cx.who.database)
+            .str("decision", decision.action.as_str())
+            .str("rule", &decision.rule)
+            .str(
+                "session",
+                cx.session.id.hyphenated().encode_lower(&mut session),
+            )
+            .raw("statements", &statements_json);
+    })
 }
 
 /// One statement of a request (fields sorted by bytes).
