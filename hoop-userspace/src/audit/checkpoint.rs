@@ -82,26 +82,18 @@ impl Checkpoint {
 
     fn encode(&self, with_sig: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(400);
-        let hex_field = |out: &mut Vec<u8>, name: &str, bytes: &[u8]| {
-            out.extend_from_slice(format!("\"{name}\":\"{}\",", hex::encode(bytes)).as_bytes());
-        };
-        out.push(b'{');
-        hex_field(&mut out, "head", &self.head);
-        hex_field(&mut out, "key", &self.key);
-        hex_field(&mut out, "prev", &self.prev);
-        hex_field(&mut out, "root", &self.root);
+        let mut obj = canonical::Obj::open(&mut out);
+        obj.str("head", &hex::encode(self.head))
+            .str("key", &hex::encode(self.key))
+            .str("prev", &hex::encode(self.prev))
+            .str("root", &hex::encode(self.root));
         if with_sig {
-            hex_field(&mut out, "sig", &self.sig);
+            obj.str("sig", &hex::encode(self.sig));
         }
-        out.extend_from_slice(b"\"time\":");
-        canonical::write_str(&mut out, &self.time);
-        out.extend_from_slice(
-            format!(
-                ",\"tree_size\":{},\"v\":{CHECKPOINT_VERSION}}}",
-                self.tree_size
-            )
-            .as_bytes(),
-        );
+        obj.str("time", &self.time)
+            .u64("tree_size", self.tree_size)
+            .u64("v", CHECKPOINT_VERSION)
+            .close();
         out
     }
 
