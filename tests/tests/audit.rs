@@ -226,13 +226,15 @@ fn kill9_loses_no_executed_statement(_: &Postgres) -> Result<(), Failed> {
         String::from_utf8_lossy(&init.stderr).into_owned()
     })?;
     let env = Env::new("audit-kill", 19202);
-    // records wait up to a second in the write-ahead file before they are filed: the kill
-    // finds hundreds there
+    // No timed filing while the load runs (the longest interval there is): every record the
+    // kill finds sealed is in the write-ahead file, whatever the kill's timing against the
+    // sync thread's rounds. (At 1 s a round could land just before the kill and file them all.)
     let cfg = env.write_config(&format!(
-        "{}\n[audit]\nsync_interval_ms = 1000\n",
+        "{}\n[audit]\nsync_interval_ms = 60000\n",
         env.config(&pg_target(&pg))
     ));
     let mut h = Hoopd::start(&cfg, None);
+    let bench_err = env.dir.join("pgbench.err");
     let mut bench = env
         .cgroup
         .command("pgbench")
@@ -241,11 +243,22 @@ fn kill9_loses_no_executed_statement(_: &Postgres) -> Result<(), Failed> {
         .env("PGPASSWORD", pg::PASSWORD)
         .env("PGAPPNAME", "hoopkill")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&bench_err)?)
         .spawn()?;
     std::thread::sleep(Duration::from_millis(2500));
+    // the kill must land while the sessions run: a client that ended closes its session, and
+    // that record's own write files everything before it
+    let running = bench.try_wait()?.is_none();
     h.kill9();
     let _ = bench.wait();
+    let bench_log = || std::fs::read_to_string(&bench_err).unwrap_or_default();
+    check(running, || {
+        format!(
+            "pgbench ended before the kill:\n{}\nhoopd:\n{}",
+            bench_log(),
+            h.log_text()
+        )
+    })?;
     let state = env.dir.join("state");
     // before the restart: the statements last recorded are only in the write-ahead file
     let (_, out) = verify(&state.join("audit"), None);
@@ -260,7 +273,11 @@ fn kill9_loses_no_executed_statement(_: &Postgres) -> Result<(), Failed> {
         })
         .unwrap_or(0);
     check(unfiled > 0, || {
-        format!("nothing left to file after kill -9: {out}")
+        format!(
+            "nothing left to file after kill -9: {out}\npgbench:\n{}\nhoopd:\n{}",
+            bench_log(),
+            h.log_text()
+        )
     })?;
     let mut h2 = Hoopd::start(&cfg, None);
     h2.signal(libc::SIGTERM); // a clean stop: final checkpoint
