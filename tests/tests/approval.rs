@@ -44,7 +44,7 @@ impl Node {
     }
 
     /// psql in the intercepted cgroup, running `script` from stdin, in the background.
-    fn psql_spawn(&self, script: &str) -> Child {
+    fn psql_spawn(&self, script: &str) -> Psql {
         let mut c = self
             .env
             .cgroup
@@ -62,7 +62,7 @@ impl Node {
         use std::io::Write;
         let mut stdin = c.stdin.take().unwrap();
         stdin.write_all(script.as_bytes()).unwrap();
-        c
+        Psql(c)
     }
 
     fn hoopctl(&self, args: &[&str]) -> (i32, String, String) {
@@ -98,7 +98,20 @@ impl Node {
     }
 }
 
-fn finish(mut c: Child, within: Duration) -> Result<(bool, String, String), Failed> {
+/// A psql run in the background; killed and reaped if a check returns before it is finished.
+struct Psql(Child);
+
+impl Drop for Psql {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn finish(mut p: Psql, within: Duration) -> Result<(bool, String, String), Failed> {
+    let c = &mut p.0;
     drop(c.stdin.take());
     let end = Instant::now() + within;
     loop {
@@ -110,7 +123,7 @@ fn finish(mut c: Child, within: Duration) -> Result<(bool, String, String), Fail
             return Ok((st.success(), out, err));
         }
         if Instant::now() > end {
-            let _ = c.kill();
+            // killed and reaped by the drop
             return Err("client did not finish".into());
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -302,8 +315,8 @@ fn client_gone_withdraws(pg: &Postgres) -> Result<(), Failed> {
     let mut psql = n.psql_spawn("DELETE FROM appr_gone;\n");
     let pending = n.wait_pending(1)?;
     let id = pending[0]["id"].as_str().unwrap().to_string();
-    psql.kill()?;
-    psql.wait()?;
+    psql.0.kill()?;
+    psql.0.wait()?;
     let end = Instant::now() + Duration::from_secs(5);
     while !n.approvals().is_empty() && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(50));
