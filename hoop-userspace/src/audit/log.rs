@@ -66,6 +66,10 @@ pub struct Progress {
     pub durable_lag: std::time::Duration,
     /// The log stopped after a write or sync failure.
     pub failed: bool,
+    /// Group commits that ran an fdatasync.
+    pub syncs: u64,
+    /// Times the sync thread woke (it sleeps through idle spells).
+    pub sync_wakeups: u64,
 }
 
 /// Where the verification of the trail at open is: segment `segment` (from 0) of `segments`
@@ -227,6 +231,8 @@ impl AuditLog {
             checkpointed: st.checkpointed,
             durable_lag: st.unsynced_since.map(|t| t.elapsed()).unwrap_or_default(),
             failed: st.failure.is_some(),
+            syncs: st.syncs,
+            sync_wakeups: st.sync_wakeups,
         }
     }
 

@@ -275,6 +275,22 @@ impl Snapshot {
             MetricType::Gauge,
             one(i64::from(a.failed)),
             gauge,
+        )?;
+        family(
+            enc,
+            "audit_syncs",
+            "Audit group commits (one fdatasync covering every record written before it).",
+            MetricType::Counter,
+            [(vec![], a.syncs)],
+            counter,
+        )?;
+        family(
+            enc,
+            "audit_sync_wakeups",
+            "Times the audit sync thread woke; it sleeps while nothing is left to file, sync or checkpoint.",
+            MetricType::Counter,
+            [(vec![], a.sync_wakeups)],
+            counter,
         )
     }
 

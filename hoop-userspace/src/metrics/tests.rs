@@ -65,6 +65,8 @@ fn snapshot(m: &Metrics) -> Snapshot {
             checkpointed: 5,
             durable_lag: Duration::from_millis(4),
             failed: false,
+            syncs: 6,
+            sync_wakeups: 8,
         },
         ebpf: Stats {
             redirected: 42,
@@ -114,6 +116,8 @@ fn text_exposition_has_every_family_with_sane_values() {
         "hoop_audit_uncheckpointed_records 4",
         "hoop_audit_durable_lag_seconds 0.004",
         "hoop_audit_failed 0",
+        "hoop_audit_syncs_total 6",
+        "hoop_audit_sync_wakeups_total 8",
         "hoop_ebpf_redirects_total 42",
         "hoop_ebpf_map_entries{map=\"HOOP_BY_CLIENT\"} 3",
         "hoop_ebpf_map_capacity{map=\"HOOP_BY_CLIENT\"} 65536",

@@ -22,7 +22,7 @@ impl Shared {
     /// Places `p` in the chain and returns once its line is in the segment file.
     pub fn append_written(&self, p: &Prepared) -> Result<(u64, Hash), AuditError> {
         let mut st = self.lock_state();
-        let (seq, hash) = Self::seal(&mut st, p)?;
+        let (seq, hash) = self.seal(&mut st, p)?;
         self.await_written(st, seq)?;
         Ok((seq, hash))
     }
@@ -54,7 +54,7 @@ impl Shared {
     /// it is in the segment file, as [`Self::append_written`].
     pub fn append_walled(&self, p: &Prepared) -> Result<(u64, Hash), AuditError> {
         let mut st = self.lock_state();
-        let (seq, hash) = Self::seal(&mut st, p)?;
+        let (seq, hash) = self.seal(&mut st, p)?;
         if st.walled <= seq {
             // no write-ahead file, or it is full: the record's own write
             self.await_written(st, seq)?;
@@ -66,7 +66,7 @@ impl Shared {
     /// the sync thread within `sync_interval_ms`, writes it.
     pub fn append_sealed(&self, p: &Prepared) -> Result<u64, AuditError> {
         let mut st = self.lock_state();
-        Ok(Self::seal(&mut st, p)?.0)
+        Ok(self.seal(&mut st, p)?.0)
     }
 
     /// Writes what is sealed and not yet written (the sync thread, before its commit).
@@ -87,7 +87,7 @@ impl Shared {
         st
     }
 
-    fn seal(st: &mut State, p: &Prepared) -> Result<(u64, Hash), AuditError> {
+    fn seal(&self, st: &mut State, p: &Prepared) -> Result<(u64, Hash), AuditError> {
         st.check_open()?;
         let (seq, prev, now) = (st.next_seq, st.prev, SystemTime::now());
         let from = st.buf.len();
@@ -99,6 +99,11 @@ impl Shared {
         st.last_time = now;
         if st.unsynced_since.is_none() {
             st.unsynced_since = Some(std::time::Instant::now());
+        }
+        if st.sync_idle {
+            // the first record after a quiet spell: the sync thread files it within the interval
+            st.sync_idle = false;
+            self.sync_cv.notify_one();
         }
         Ok((seq, hash))
     }

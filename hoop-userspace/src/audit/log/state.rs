@@ -106,6 +106,13 @@ pub(crate) struct State {
     /// Records with seq < synced are fdatasynced.
     pub synced: u64,
     pub sync_requested: bool,
+    /// The sync thread sleeps with nothing to file, sync or checkpoint: the next seal wakes it
+    /// (an idle node does not wake it every `sync_interval_ms`).
+    pub sync_idle: bool,
+    /// Times the sync thread woke (a timer, a request, a seal ending its idle sleep).
+    pub sync_wakeups: u64,
+    /// Group commits that ran an fdatasync.
+    pub syncs: u64,
     pub failure: Option<WriteFailure>,
     /// No more appends (close started).
     pub closing: bool,
@@ -144,6 +151,9 @@ impl State {
             walled: next_seq,
             synced: next_seq,
             sync_requested: false,
+            sync_idle: false,
+            sync_wakeups: 0,
+            syncs: 0,
             failure: None,
             closing: false,
             shutdown: false,

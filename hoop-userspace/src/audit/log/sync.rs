@@ -50,6 +50,7 @@ impl Shared {
         let mut st = self.lock_state();
         match &result {
             Ok(()) => {
+                st.syncs += 1;
                 st.synced = st.synced.max(upto);
                 st.wake_durable(upto);
                 let (started, sealed_before, since_before) = lag_clock;
@@ -161,19 +162,68 @@ impl Shared {
 
     /// Sleeps until a commit is requested, the interval passes, or shutdown.
     /// Returns `(shutdown, a segment was rotated)`.
+    ///
+    /// An interval that ends with nothing to file or sync (and no segment to retire) does not
+    /// start another: the thread sleeps until the next record is sealed (`seal` wakes it, and
+    /// the interval starts from that record) or, when records are written that no checkpoint
+    /// covers yet, until that checkpoint is due. An idle node's sync thread does not wake
+    /// every `sync_interval_ms`; a busy one never finds an interval empty, so the seal path
+    /// never pays for a wake-up under load.
     fn wait_for_work(&self) -> (bool, bool) {
-        let deadline = Instant::now() + self.cfg.sync_interval();
+        // read before the state lock (lock order); a later checkpoint only moves it later, so
+        // a stale value can only wake the thread early, never late
+        let checkpoint_due = self
+            .checkpoints
+            .lock()
+            .expect("audit checkpoint lock poisoned")
+            .last_at
+            + self.cfg.checkpoint_interval();
+        let mut deadline = Instant::now() + self.cfg.sync_interval();
         let mut st = self.lock_state();
         while !st.sync_requested && !st.shutdown {
             let now = Instant::now();
-            if now >= deadline {
+            if now < deadline {
+                st = self
+                    .sync_cv
+                    .wait_timeout(st, deadline - now)
+                    .expect("audit state lock poisoned")
+                    .0;
+                st.sync_wakeups += 1;
+                continue;
+            }
+            let idle =
+                st.synced >= st.next_seq && st.unsynced.is_empty() && !st.dir_dirty && !st.rotated;
+            if !idle {
                 break;
             }
-            st = self
-                .sync_cv
-                .wait_timeout(st, deadline - now)
-                .expect("audit state lock poisoned")
-                .0;
+            let checkpoint = (st.checkpointed < st.written).then_some(checkpoint_due);
+            if checkpoint.is_some_and(|due| now >= due) {
+                break;
+            }
+            st.sync_idle = true;
+            while st.sync_idle && !st.sync_requested && !st.shutdown {
+                st = match checkpoint {
+                    None => self.sync_cv.wait(st).expect("audit state lock poisoned"),
+                    Some(due) => {
+                        let now = Instant::now();
+                        if now >= due {
+                            break;
+                        }
+                        self.sync_cv
+                            .wait_timeout(st, due - now)
+                            .expect("audit state lock poisoned")
+                            .0
+                    }
+                };
+                st.sync_wakeups += 1;
+            }
+            if st.sync_idle {
+                // a checkpoint is due, a commit was asked for, or shutdown
+                st.sync_idle = false;
+                break;
+            }
+            // a record was sealed: it is filed within the interval from now
+            deadline = Instant::now() + self.cfg.sync_interval();
         }
         (st.shutdown, std::mem::take(&mut st.rotated))
     }

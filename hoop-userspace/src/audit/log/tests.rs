@@ -14,6 +14,7 @@ use crate::audit::testutil::{config, event, read_lines, segment_paths, small_seg
 use crate::audit::verify::{VerifyOptions, verify_dir};
 
 mod crash;
+mod idle;
 
 fn records(dir: &Path) -> Vec<crate::audit::record::Record> {
     read(dir, Filter::default())
