@@ -1,6 +1,7 @@
 //! Tamper-evident, crash-safe audit log: hash-chained canonical JSON records in append-only
 //! segments, an RFC 6962 Merkle tree with ed25519-signed checkpoints, offline verification,
-//! filtered reading and inclusion proofs. Record format and design: NOTES.md of this module.
+//! filtered reading and inclusion proofs. The on-disk format and how to verify it without hoopd:
+//! docs/audit.md.
 
 pub mod canonical;
 pub mod checkpoint;

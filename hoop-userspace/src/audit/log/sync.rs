@@ -74,7 +74,7 @@ impl Shared {
     /// commit and sleeps; each commit covers every record written before it started, so the
     /// waiters of a batch share one fdatasync. (Measured against appenders running the commit
     /// themselves: twice the throughput with 8 threads and a p99 of 0.5 ms instead of 10 ms,
-    /// for ~20% more latency with a single thread; see NOTES.md.)
+    /// for ~20% more latency with a single thread.)
     pub fn wait_durable(&self, seq: u64) -> Result<(), AuditError> {
         let mut st = self.lock_state();
         loop {

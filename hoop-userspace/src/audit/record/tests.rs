@@ -86,7 +86,7 @@ fn genesis_depends_on_key() {
 
 #[test]
 fn byte_level_recipe_for_auditors() {
-    // NOTES.md: the preimage is the line minus the LAST occurrence of `"hash":"<64 hex>",`
+    // docs/audit.md: the preimage is the line minus the LAST occurrence of `"hash":"<64 hex>",`
     // (an event may itself contain a "hash" key, but only before the top-level member).
     let event = json!({"hash": "not-the-record-hash", "nested": {"hash": "x"}});
     let (line, hash) = sealed("k\"hash\":\"", &event, 3, &[1u8; 32]);

@@ -242,7 +242,7 @@ fn unparseable_input_is_unknown() {
     }
     // Deep trees hit prost's decode recursion limit (100 message levels, about
     // 16 nested subqueries or a 50-term `a + b + ...` chain): Unknown, never a
-    // stack overflow. See NOTES.md.
+    // stack overflow.
     let nested = |n: usize| format!("SELECT {}1{}", "(SELECT ".repeat(n), ")".repeat(n));
     assert_eq!(one(&nested(10)).kind, K::Select);
     assert_eq!(classify(&nested(30))[0].kind, K::Unknown);
