@@ -2,7 +2,7 @@
 //! the background sync thread, durability waits, and signed checkpoints.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
@@ -160,16 +160,16 @@ impl Shared {
                 || cpw.last_at.elapsed() >= self.cfg.checkpoint_interval())
     }
 
-    /// Sleeps until a commit is requested, the interval passes, or shutdown.
-    /// Returns `(shutdown, a segment was rotated)`.
+    /// Sleeps until a commit is requested, the interval passes, `age_check` (when retention
+    /// by age looks again) comes, or shutdown. Returns `(shutdown, a segment was rotated)`.
     ///
     /// An interval that ends with nothing to file or sync (and no segment to retire) does not
     /// start another: the thread sleeps until the next record is sealed (`seal` wakes it, and
     /// the interval starts from that record) or, when records are written that no checkpoint
-    /// covers yet, until that checkpoint is due. An idle node's sync thread does not wake
-    /// every `sync_interval_ms`; a busy one never finds an interval empty, so the seal path
-    /// never pays for a wake-up under load.
-    fn wait_for_work(&self) -> (bool, bool) {
+    /// covers yet, until that checkpoint is due, and no later than `age_check`. An idle node's
+    /// sync thread does not wake every `sync_interval_ms`; a busy one never finds an interval
+    /// empty, so the seal path never pays for a wake-up under load.
+    fn wait_for_work(&self, age_check: Option<Instant>) -> (bool, bool) {
         // read before the state lock (lock order); a later checkpoint only moves it later, so
         // a stale value can only wake the thread early, never late
         let checkpoint_due = self
@@ -197,12 +197,16 @@ impl Shared {
                 break;
             }
             let checkpoint = (st.checkpointed < st.written).then_some(checkpoint_due);
-            if checkpoint.is_some_and(|due| now >= due) {
+            let wake = match (checkpoint, age_check) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if wake.is_some_and(|at| now >= at) {
                 break;
             }
             st.sync_idle = true;
             while st.sync_idle && !st.sync_requested && !st.shutdown {
-                st = match checkpoint {
+                st = match wake {
                     None => self.sync_cv.wait(st).expect("audit state lock poisoned"),
                     Some(due) => {
                         let now = Instant::now();
@@ -218,7 +222,7 @@ impl Shared {
                 st.sync_wakeups += 1;
             }
             if st.sync_idle {
-                // a checkpoint is due, a commit was asked for, or shutdown
+                // a checkpoint or an age check is due, a commit was asked for, or shutdown
                 st.sync_idle = false;
                 break;
             }
@@ -229,17 +233,29 @@ impl Shared {
     }
 }
 
+/// How often retention by age looks on its own, without a rotation: the age limit itself,
+/// within 1 s to 1 h, so a segment goes at most that long after it passes the limit. (A quiet
+/// node's segments age past the limit with no write to notice it.)
+pub(crate) fn age_check_period(max_age_secs: u64) -> Duration {
+    Duration::from_secs(max_age_secs.clamp(1, 3600))
+}
+
 /// The sync thread: periodic group commits (the `written` mode's bound on data at risk),
-/// commits requested by async waiters, checkpoints, and retention after rotations.
+/// commits requested by async waiters, checkpoints, and retention after rotations and, with
+/// `retention_max_age_secs`, every [`age_check_period`].
 pub(crate) fn run(shared: Arc<Shared>) {
+    let period = shared.cfg.retention_max_age_secs.map(age_check_period);
+    let mut age_check = period.map(|p| Instant::now() + p);
     loop {
-        let (shutdown, rotated) = shared.wait_for_work();
+        let (shutdown, rotated) = shared.wait_for_work(age_check);
         // records sealed without a write of their own (`append_sealed`) go out first
         shared.flush_sealed();
         // Failures are recorded in the state (appends then fail); nothing else to do here.
         let _ = shared.sync_round(None);
-        if rotated && !shutdown {
+        let aged = age_check.is_some_and(|at| Instant::now() >= at);
+        if (rotated || aged) && !shutdown {
             let _ = shared.enforce_retention();
+            age_check = period.map(|p| Instant::now() + p);
         }
         if shutdown || shared.checkpoint_due() {
             let _ = shared.write_checkpoint(false);

@@ -86,8 +86,38 @@ fn a_trickle_of_records_is_synced_every_interval() {
     });
     let synced = log.progress().syncs - start.syncs;
     // 100 records over ≥ 100 ms at one round per 5 ms: rounds, not one per record, and not
-    // one sync at the end either
-    assert!((5..100).contains(&synced), "{synced} syncs for 100 records");
+    // one sync at the end either (≥ 2, not ≥ 20: on a loaded machine one fdatasync can take
+    // tens of ms, and 4 rounds were seen)
+    assert!((2..100).contains(&synced), "{synced} syncs for 100 records");
     log.close().unwrap();
+    assert_verifies(&cfg.dir);
+}
+
+/// Retention by age needs no rotation to notice: segments that pass the age limit while the
+/// node is quiet are pruned (`audit.prune` recorded and checkpointed) with no further record.
+#[test]
+fn a_quiet_log_prunes_by_age_without_a_rotation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = AuditConfig {
+        retention_max_age_secs: Some(1),
+        ..small_segments(tmp.path())
+    };
+    let log = AuditLog::open(cfg.clone()).unwrap();
+    for i in 0..100 {
+        log.append("pg.query", &event(i)).unwrap();
+    }
+    let segments = segment_paths(&cfg.dir).len();
+    assert!(segments >= 3, "the test needs closed segments: {segments}");
+    // written within well under a second: none was old enough at its rotation
+    let first = segment_paths(&cfg.dir)[0].clone();
+    assert!(first.exists());
+    wait_for("the aged segments pruned", Duration::from_secs(15), || {
+        !first.exists()
+    });
+    // (read once the log is closed: a prune in progress deletes the files a reader lists)
+    log.close().unwrap();
+    let recs = records(&cfg.dir);
+    assert!(recs.iter().any(|r| r.kind == KIND_PRUNE));
+    assert!(recs[0].seq > 0);
     assert_verifies(&cfg.dir);
 }
