@@ -23,6 +23,19 @@ fn records(dir: &Path) -> Vec<crate::audit::record::Record> {
         .collect()
 }
 
+/// Polls `done` until it holds; fails the test after `limit` (a bound for a stuck thread, far
+/// above what any step takes).
+fn wait_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < end,
+            "waited {limit:?} for: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 fn assert_verifies(dir: &Path) -> crate::audit::verify::VerifyReport {
     let report = verify_dir(dir, &VerifyOptions::default()).unwrap();
     assert!(report.is_ok(), "{:#?}", report.problems);
@@ -198,10 +211,10 @@ fn checkpoints_follow_the_record_count() {
         if i % 7 == 6 {
             // the sync thread signs the checkpoint a seventh record asks for: wait for it
             // (a fixed sleep was too short on a loaded machine), but not forever
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while lines() < (i as usize + 1) / 7 && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
+            let limit = std::time::Duration::from_secs(10);
+            wait_for("the checkpoint a seventh record asks for", limit, || {
+                lines() >= (i as usize + 1) / 7
+            });
         }
     }
     let report = assert_verifies(&cfg.dir);

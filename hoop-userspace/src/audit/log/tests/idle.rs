@@ -1,20 +1,10 @@
 //! The sync thread between bursts: it sleeps while nothing is left to file, sync or
 //! checkpoint, and the next record ends the sleep.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::*;
 use crate::audit::record::Prepared;
-
-/// Polls `done` until it holds; fails the test after `limit` (a bound for a stuck thread, far
-/// above what any step takes).
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < end, "waited {limit:?} for: {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// A request's record (`append_prepared`: into the write-ahead file, filed and synced by the
 /// sync thread alone).
