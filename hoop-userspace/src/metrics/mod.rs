@@ -17,7 +17,7 @@ use std::{
         Arc,
         atomic::{AtomicI64, AtomicU64, Ordering},
     },
-    time::Instant,
+    time::Duration,
 };
 
 pub use collect::render;
@@ -87,11 +87,11 @@ impl Metrics {
             .fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// `requests` client requests that arrived at `arrived` have just been handed to the
-    /// upstream socket: the delay the node added to each of them.
-    pub fn forwarded(&self, protocol: Protocol, arrived: Instant, requests: usize) {
+    /// `requests` client requests have been sent upstream, `added` after the read that
+    /// completed them: the delay the node added to each of them.
+    pub fn forwarded(&self, protocol: Protocol, added: Duration, requests: usize) {
         if requests > 0 {
-            self.added_latency[proto_index(protocol)].observe_n(arrived.elapsed(), requests as u64);
+            self.added_latency[proto_index(protocol)].observe_n(added, requests as u64);
         }
     }
 

@@ -99,7 +99,7 @@ fn text_exposition_has_every_family_with_sane_values() {
     let m = Metrics::new();
     let _live = m.session(Protocol::Postgres);
     m.decided(Protocol::Postgres, "allow", 2);
-    m.forwarded(Protocol::Postgres, std::time::Instant::now(), 2);
+    m.forwarded(Protocol::Postgres, std::time::Duration::from_micros(30), 2);
     let text = snapshot(&m).encode(ContentType::Text);
     for line in [
         "hoop_sessions_live{protocol=\"postgres\"} 1",
