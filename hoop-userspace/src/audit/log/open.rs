@@ -85,7 +85,9 @@ pub(crate) fn open(
         file: OpenOptions::new()
             .append(true)
             .create(true)
+            .mode(0o600)
             .open(&cp_path)
+            .and_then(owner_only)
             .map_err(|e| AuditError::io(&cp_path, e))?,
         path: cp_path,
         prev: cps
@@ -310,6 +312,16 @@ fn start_wal(shared: &Shared) -> Result<(), AuditError> {
     Ok(())
 }
 
+/// Makes a file of the directory owner-only as the segments are (one a release before this
+/// created with the umask's mode, 0644 typically, is narrowed on the next start).
+fn owner_only(file: File) -> std::io::Result<File> {
+    use std::os::unix::fs::PermissionsExt;
+    if file.metadata()?.permissions().mode() & 0o077 != 0 {
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
+}
+
 fn corrupt(p: &Problem) -> AuditError {
     AuditError::Corrupt(Box::new(p.clone()))
 }
@@ -320,7 +332,9 @@ fn lock_dir(dir: &Path) -> Result<File, AuditError> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
+        .and_then(owner_only)
         .map_err(|e| AuditError::io(&path, e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),

@@ -87,6 +87,49 @@ fn open_reports_each_segment_it_verifies() {
     assert!(last > 0 && last < total, "{last} of {total}");
 }
 
+/// Every file hoopd writes in the directory is owner-only but the public key; files an older
+/// release left with the umask's mode are narrowed at the next open.
+#[test]
+fn the_directory_is_owner_only_but_the_public_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path());
+    write_log(&cfg, 3);
+    let mode = |name: &str| {
+        fs::metadata(cfg.dir.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let modes = || -> Vec<(String, u32)> {
+        let mut v: Vec<_> = fs::read_dir(&cfg.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != "node.pub")
+            .map(|n| (n.clone(), mode(&n)))
+            .collect();
+        v.sort();
+        v
+    };
+    let found = modes();
+    for name in ["LOCK", "checkpoints.log"] {
+        assert!(found.iter().any(|(n, _)| n == name), "{found:?}");
+    }
+    assert!(
+        found.iter().any(|(n, _)| n.starts_with("seg-")),
+        "{found:?}"
+    );
+    assert!(found.iter().all(|(_, m)| *m == 0o600), "{found:?}");
+    assert_eq!(mode("node.pub"), 0o644);
+    for name in ["LOCK", "checkpoints.log"] {
+        fs::set_permissions(cfg.dir.join(name), fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    write_log(&cfg, 1);
+    let found = modes();
+    assert!(found.iter().all(|(_, m)| *m == 0o600), "{found:?}");
+}
+
 #[test]
 fn append_is_in_the_file_when_it_returns() {
     let tmp = tempfile::tempdir().unwrap();
