@@ -134,6 +134,8 @@ fn tampering_is_detected(pg: &Postgres) -> Result<(), Failed> {
         })?;
     }
 
+    export_takes_rfc3339_times(&state.join("audit"), &records)?;
+
     let work = env.dir.join("tamper");
     // (what to do to the segment, why it must fail)
     type Tamper = fn(&Path);
@@ -193,6 +195,61 @@ fn tampering_is_detected(pg: &Postgres) -> Result<(), Failed> {
         proof.status.success() && v["verified_with_node_key"] == true,
         || String::from_utf8_lossy(&proof.stderr).into_owned(),
     )
+}
+
+/// `hoopctl audit export --since/--until` split the trail at a record's time given in any RFC
+/// 3339 spelling (here with an offset instead of the log's own `Z` form): since is inclusive,
+/// until exclusive, together every record once; a time that is not RFC 3339 is refused.
+fn export_takes_rfc3339_times(dir: &Path, records: &[serde_json::Value]) -> Result<(), Failed> {
+    let export = |args: &[&str]| -> Result<(bool, Vec<serde_json::Value>, String), Failed> {
+        let out = Command::new(hoopctl_bin())
+            .args(["audit", "export", "--dir"])
+            .arg(dir)
+            .args(args)
+            .output()?;
+        let recs = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        Ok((
+            out.status.success(),
+            recs,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    };
+    let time = |r: &serde_json::Value| r["time"].as_str().unwrap_or_default().to_string();
+    let at = records
+        .iter()
+        .find(|r| r["kind"] == "pg.request")
+        .map(time)
+        .ok_or("no pg.request record")?;
+    // 2026-12-07T21:50:12.123456789Z -> 2026-12-07T21:50:12.123456789+00:00
+    let typed = at.replace('Z', "+00:00");
+    let (ok, since, err) = export(&["--since", &typed])?;
+    check(ok, || err.clone())?;
+    let (ok, until, err) = export(&["--until", &typed])?;
+    check(ok, || err.clone())?;
+    let want_since: Vec<_> = records.iter().filter(|r| time(r) >= at).collect();
+    let want_until: Vec<_> = records.iter().filter(|r| time(r) < at).collect();
+    check(
+        !want_since.is_empty()
+            && !want_until.is_empty()
+            && since.iter().eq(want_since.iter().copied())
+            && until.iter().eq(want_until.iter().copied()),
+        || {
+            format!(
+                "split at {typed}: since {} (want {}), until {} (want {})",
+                since.len(),
+                want_since.len(),
+                until.len(),
+                want_until.len()
+            )
+        },
+    )?;
+    let (ok, _, err) = export(&["--since", "last tuesday"])?;
+    check(!ok && err.contains("RFC 3339"), || {
+        format!("a bad time was taken: {err}")
+    })
 }
 
 /// Another node's public key: run a hoopd with another state dir just long enough to create it.

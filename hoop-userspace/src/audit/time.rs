@@ -99,6 +99,28 @@ pub fn parse(s: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::new(secs, ns as u32))
 }
 
+/// A time a person typed (`hoopctl audit export --since/--until`): any RFC 3339 date-time —
+/// with or without a fraction, `Z` or a `±hh:mm` offset, `T`/`t` — or a bare date, meaning
+/// its midnight UTC. Unlike [`parse`], which reads what the log wrote, many spellings of one
+/// instant are fine here.
+pub fn parse_rfc3339(s: &str) -> Result<SystemTime, String> {
+    use ::time::{
+        Date, OffsetDateTime, format_description, format_description::well_known::Rfc3339,
+    };
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(t.into());
+    }
+    let date = format_description::parse_borrowed::<2>("[year]-[month]-[day]")
+        .expect("a valid description");
+    if let Ok(d) = Date::parse(s, &date) {
+        return Ok(d.midnight().assume_utc().into());
+    }
+    Err(format!(
+        "bad time {s:?}: expected an RFC 3339 date-time (2026-12-07T10:00:00Z, \
+         2026-12-07T11:00:00.5+01:00) or a date (2026-12-07: its midnight UTC)"
+    ))
+}
+
 fn days_in_month(y: u64, m: u64) -> u64 {
     match m {
         2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,

@@ -66,3 +66,47 @@ fn the_second_cache_writes_what_a_whole_format_writes() {
         assert_eq!(cached, whole, "{secs}.{nanos}");
     }
 }
+
+/// What a person may type for `export --since/--until`: the spellings RFC 3339 allows for one
+/// instant all name it; anything else is refused with the forms it takes.
+#[test]
+fn typed_times_take_every_rfc3339_spelling() {
+    let at = |secs: u64, nanos: u32| Ok(UNIX_EPOCH + Duration::new(secs, nanos));
+    // 2026-12-07T10:00:00Z
+    let ten = 1_796_637_600;
+    assert_eq!(
+        format(at(ten, 0).unwrap()),
+        "2026-12-07T10:00:00.000000000Z"
+    );
+    for (typed, want) in [
+        ("2026-12-07T10:00:00Z", at(ten, 0)),
+        ("2026-12-07t10:00:00z", at(ten, 0)),
+        ("2026-12-07T11:00:00+01:00", at(ten, 0)),
+        ("2026-12-07T05:30:00-04:30", at(ten, 0)),
+        ("2026-12-07T10:00:00.5Z", at(ten, 500_000_000)),
+        ("2026-12-07T10:00:00.000000001Z", at(ten, 1)),
+        ("2026-12-07", at(ten - 10 * 3600, 0)),
+    ] {
+        assert_eq!(parse_rfc3339(typed), want, "{typed}");
+    }
+    // the log's own form is one of them
+    let t = UNIX_EPOCH + Duration::new(1_779_703_872, 123_456_789);
+    assert_eq!(parse_rfc3339(&format(t)), Ok(t));
+    for bad in [
+        "",
+        "yesterday",
+        "2026-12-07T10:00",
+        "2026-12-07T10:00:00",
+        "2026-13-01",
+        "2026-02-30T10:00:00Z",
+        "2026-12-07T25:00:00Z",
+        " 2026-12-07T10:00:00Z",
+        "1796637600",
+    ] {
+        let e = parse_rfc3339(bad).unwrap_err();
+        assert!(
+            e.contains("RFC 3339") && e.contains(&format!("{bad:?}")),
+            "{e}"
+        );
+    }
+}

@@ -40,9 +40,11 @@ enum Cmd {
     Export {
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
         format: String,
-        /// RFC 3339 time, inclusive
+        /// Records at or after this time: RFC 3339 (2026-12-07T10:00:00Z, a fraction and a
+        /// ±hh:mm offset allowed) or a date (its midnight UTC)
         #[arg(long)]
         since: Option<String>,
+        /// Records before this time (same forms)
         #[arg(long)]
         until: Option<String>,
         /// Only records of this session id
@@ -84,9 +86,7 @@ pub fn run(
             ..
         } => {
             let time = |s: &Option<String>| -> Result<_, String> {
-                s.as_deref()
-                    .map(|t| audit::time::parse(t).ok_or(format!("bad time {t:?} (RFC 3339)")))
-                    .transpose()
+                s.as_deref().map(audit::time::parse_rfc3339).transpose()
             };
             let mut filter = Filter {
                 since: time(since)?,
