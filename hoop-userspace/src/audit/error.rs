@@ -174,6 +174,11 @@ pub enum VerifyError {
     #[error("segment is empty")]
     EmptySegment,
     #[error(
+        "segment was deleted by retention while the log was being read: the records before it \
+         were read, its own are gone; read again for a contiguous run"
+    )]
+    PrunedWhileReading,
+    #[error(
         "log starts at seq {first_seq} but no audit.prune record accounts for the earlier records"
     )]
     PrunedPrefixUnproven { first_seq: u64 },
@@ -239,8 +244,13 @@ impl VerifyError {
 pub enum ProofError {
     #[error("seq {seq} is not in a tree of size {tree_size}")]
     OutOfRange { seq: u64, tree_size: u64 },
-    #[error("no valid signed checkpoint of tree size {tree_size}")]
-    NoCheckpoint { tree_size: u64 },
+    #[error("{}", match tree_size {
+        Some(n) => format!("no valid signed checkpoint of tree size {n}"),
+        None => "no valid signed checkpoint yet (one follows every checkpoint_every_records \
+                 records, every checkpoint_interval_ms, and the daemon's stop)"
+            .to_string(),
+    })]
+    NoCheckpoint { tree_size: Option<u64> },
     #[error("records before seq {first_seq} were pruned; cannot prove seq {seq}")]
     Pruned { seq: u64, first_seq: u64 },
     #[error("the log does not verify: {0}")]

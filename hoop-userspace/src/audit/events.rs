@@ -72,6 +72,19 @@ impl Prune {
     pub fn last_pruned_hash(&self) -> Option<Hash> {
         self.segments.last().and_then(|s| parse_hash(&s.last_hash))
     }
+
+    /// Whether this prune explains a log whose first record present is `first_seq`, chained to
+    /// `prev`: the prune made it the first (it is `first_retained_seq`, and `prev` is the hash
+    /// of the last record deleted), or the deletion it announced is still under way — stopped
+    /// by a crash, or seen by a reader of a live log — and the record starts one of the
+    /// segments it lists, after one whose last record's hash is `prev`.
+    pub fn accounts_for(&self, first_seq: u64, prev: Hash) -> bool {
+        (self.first_retained_seq == first_seq && self.last_pruned_hash() == Some(prev))
+            || self
+                .segments
+                .windows(2)
+                .any(|w| w[1].first_seq == first_seq && parse_hash(&w[0].last_hash) == Some(prev))
+    }
 }
 
 /// Bytes cut from a torn tail at open; the bytes themselves are kept in `saved_as`.

@@ -72,7 +72,24 @@ pub fn verify_path(
 
 /// Proves record `seq` against the signed checkpoint of `tree_size` (the latest checkpoint if
 /// None). Reads and verifies the whole log: a proof is only made from a log that verifies.
+/// A segment that a live log's retention deletes during the read makes it start over (at
+/// most a few times), as verify does.
 pub fn prove(dir: &Path, seq: u64, tree_size: Option<u64>) -> Result<InclusionProof, ProofError> {
+    let mut attempts = 0;
+    loop {
+        match prove_once(dir, seq, tree_size) {
+            Err(ProofError::Audit(e))
+                if attempts < super::verify::PRUNE_RETRIES
+                    && super::reader::pruned_under(dir, &e) =>
+            {
+                attempts += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
+fn prove_once(dir: &Path, seq: u64, tree_size: Option<u64>) -> Result<InclusionProof, ProofError> {
     let key = keys::read_public_key(&dir.join(PUBLIC_KEY_FILE))?.ok_or_else(|| {
         let problem = Problem {
             location: Location::whole(PUBLIC_KEY_FILE),
@@ -88,9 +105,7 @@ pub fn prove(dir: &Path, seq: u64, tree_size: Option<u64>) -> Result<InclusionPr
     };
     let cp = cp
         .map(|(_, cp)| cp.clone())
-        .ok_or(ProofError::NoCheckpoint {
-            tree_size: tree_size.unwrap_or(0),
-        })?;
+        .ok_or(ProofError::NoCheckpoint { tree_size })?;
     if seq >= cp.tree_size {
         return Err(ProofError::OutOfRange {
             seq,

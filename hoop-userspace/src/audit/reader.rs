@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -81,10 +81,13 @@ fn entry(seg: &str, number: u64, offset: u64, bytes: &[u8]) -> Result<Entry, Pro
 /// Iterator over the matching records of a directory, oldest first. A record that fails its
 /// own hash check is yielded as an error (run verify for the chain-level checks).
 pub struct Reader {
+    dir: PathBuf,
     segments: VecDeque<SegmentFile>,
     current: Option<(String, Lines<File>)>,
     filter: Filter,
     done: bool,
+    /// A segment has been opened (records may have been read from it).
+    started: bool,
 }
 
 /// Starts reading `dir`, skipping segments wholly before `filter.from_seq`.
@@ -98,10 +101,12 @@ pub fn read(dir: &Path, filter: Filter) -> Result<Reader, AuditError> {
         }
     }
     Ok(Reader {
+        dir: dir.to_owned(),
         segments,
         current: None,
         filter,
         done: false,
+        started: false,
     })
 }
 
@@ -148,12 +153,28 @@ impl Iterator for Reader {
 
 impl Reader {
     /// Opens the next segment; None when there is none.
+    ///
+    /// A segment listed at the start may be gone by the time it is opened: retention deletes
+    /// the oldest segments of a live log. Before anything was read that is as if the read had
+    /// started a moment later (it goes on from the oldest segment left); after, the records
+    /// read and those still there are not contiguous, which is said instead of skipped.
     fn open_next(&mut self) -> Option<Result<(), Problem>> {
         let seg = self.segments.pop_front()?;
         Some(match Lines::open(&seg.path) {
             Ok(lines) => {
+                self.started = true;
                 self.current = Some((seg.name, lines));
                 Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound && pruned(&self.dir, &seg) => {
+                if self.started {
+                    return Some(Err(Problem {
+                        location: Location::whole(seg.name),
+                        error: VerifyError::PrunedWhileReading,
+                    }));
+                }
+                self.segments.retain(|s| s.first_seq > seg.first_seq);
+                return self.open_next();
             }
             Err(e) => Err(Problem {
                 location: Location::whole(seg.name),
@@ -161,6 +182,33 @@ impl Reader {
             }),
         })
     }
+}
+
+/// Whether `seg`, found missing, went the way retention takes segments: it is older than
+/// every segment the directory holds now (retention deletes whole segments, oldest first,
+/// and never the one being written).
+pub(crate) fn pruned(dir: &Path, seg: &SegmentFile) -> bool {
+    list_segments(dir).is_ok_and(|now| now.first().is_some_and(|s| s.first_seq > seg.first_seq))
+}
+
+/// Whether `err`, from reading `dir`, is a segment file that retention deleted meanwhile.
+pub(crate) fn pruned_under(dir: &Path, err: &AuditError) -> bool {
+    let AuditError::Io { path, source } = err else {
+        return false;
+    };
+    let first_seq = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(super::segment::parse_segment_name);
+    source.kind() == ErrorKind::NotFound
+        && first_seq.is_some_and(|first_seq| {
+            let seg = SegmentFile {
+                first_seq,
+                name: String::new(),
+                path: path.clone(),
+            };
+            pruned(dir, &seg)
+        })
 }
 
 /// Follows a live log: each `poll` returns the matching records appended since the last one,
@@ -185,6 +233,8 @@ impl Follower {
         }
     }
 
+    /// A follower that falls behind a live log's retention loses the pruned segments' records
+    /// (gone from the disk) and goes on from the oldest segment left.
     pub fn poll(&mut self) -> Result<Vec<Result<Entry, Problem>>, AuditError> {
         let mut out = Vec::new();
         loop {
@@ -193,7 +243,13 @@ impl Follower {
                 return Ok(out);
             };
             self.segment = Some(seg.clone());
-            self.drain(&seg, &mut out)?;
+            match self.drain(&seg, &mut out) {
+                Err(e) if pruned_under(&self.dir, &e) => {
+                    (self.segment, self.offset, self.line) = (None, 0, 0);
+                    continue;
+                }
+                r => r?,
+            }
             let Some(next) = segments.into_iter().find(|s| s.first_seq > seg.first_seq) else {
                 return Ok(out);
             };

@@ -38,8 +38,8 @@ pub struct Scanner<'a> {
     pruned_start: Option<(Location, u64, Hash)>,
     pub problems: Vec<Problem>,
     pub segments: Vec<SegmentSummary>,
-    /// The last `audit.prune` record: its seq and content.
-    pub latest_prune: Option<(u64, Prune)>,
+    /// The `audit.prune` records, in seq order: seq and content.
+    pub prunes: Vec<(u64, Prune)>,
     pub records: u64,
     pub checkpoints_checked: u64,
     pub checkpoints_before_start: u64,
@@ -65,7 +65,7 @@ impl<'a> Scanner<'a> {
             pruned_start: None,
             problems: Vec::new(),
             segments: Vec::new(),
-            latest_prune: None,
+            prunes: Vec::new(),
             records: 0,
             checkpoints_checked: 0,
             checkpoints_before_start: 0,
@@ -212,7 +212,7 @@ impl<'a> Scanner<'a> {
         }
         if rec.kind == KIND_PRUNE {
             match serde_json::from_value::<Prune>(rec.event.clone()) {
-                Ok(prune) => self.latest_prune = Some((rec.seq, prune)),
+                Ok(prune) => self.prunes.push((rec.seq, prune)),
                 Err(_) => errors.push(VerifyError::Malformed { field: "event" }),
             }
         }
@@ -335,6 +335,11 @@ impl<'a> Scanner<'a> {
     }
 
     /// Whether a valid checkpoint covers record `seq`.
+    /// The last `audit.prune` record.
+    pub fn latest_prune(&self) -> Option<&(u64, Prune)> {
+        self.prunes.last()
+    }
+
     pub fn prune_signed(&self, seq: u64) -> bool {
         self.checkpoints.iter().any(|(_, cp)| cp.tree_size > seq)
     }
@@ -359,14 +364,15 @@ impl<'a> Scanner<'a> {
         let Some((location, first_seq, prev)) = self.pruned_start.clone() else {
             return;
         };
-        // The prune record must match the first record kept and be covered by a signed
+        // A prune record must account for the first record kept and be covered by a signed
         // checkpoint (retention signs one before deleting): anyone can append a well-chained
-        // prune record after the last checkpoint, but not sign it.
-        let proven = self.latest_prune.as_ref().is_some_and(|(seq, p)| {
-            p.first_retained_seq == first_seq
-                && p.last_pruned_hash() == Some(prev)
-                && self.prune_signed(*seq)
-        });
+        // prune record after the last checkpoint, but not sign it. Not only the last one: a
+        // crash between a prune's checkpoint and its deletions, or a reader of a live log in
+        // that moment, sees the start an earlier prune made, or one inside the deletion.
+        let proven = self
+            .prunes
+            .iter()
+            .any(|(seq, p)| p.accounts_for(first_seq, prev) && self.prune_signed(*seq));
         if !proven {
             self.push_problem(Problem {
                 location,

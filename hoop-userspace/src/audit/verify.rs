@@ -1,11 +1,12 @@
 //! Offline verification of an audit directory (`hoopctl audit verify --dir`): needs no daemon;
 //! reports every failed check with its file, line and seq.
 
+use std::io;
 use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
 
-use super::checkpoint;
+use super::checkpoint::{self, CheckpointScan};
 use super::error::{AuditError, Location, Problem, VerifyError};
 use super::keys;
 use super::record::Hash;
@@ -67,19 +68,45 @@ impl VerifyReport {
 
 /// Verifies every record, the chain, seq continuity across segments, every checkpoint's
 /// signature, chain and root, and a pruned prefix's proof. `Err` only when the directory
-/// itself cannot be listed; unreadable files are reported as problems.
+/// itself cannot be listed (or a live log's retention kept deleting segments under every
+/// attempt); unreadable files are reported as problems.
 pub fn verify_dir(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, AuditError> {
     let mut problems = Vec::new();
     let Some(key) = trusted_key(dir, opts, &mut problems)? else {
         return Ok(empty_report(problems));
     };
-    let cps = checkpoint::scan_file(dir, &key)
-        .map_err(|e| AuditError::io(dir.join(CHECKPOINTS_FILE), e))?;
-    problems.extend(cps.problems.iter().cloned());
+    // A live log's retention may delete the oldest segments while they are read: the log is
+    // whole at every instant (the prune record and its checkpoint come first), so the check
+    // starts over, checkpoints included, rather than report the vanished file.
+    for _ in 0..=PRUNE_RETRIES {
+        let cps = checkpoint::scan_file(dir, &key)
+            .map_err(|e| AuditError::io(dir.join(CHECKPOINTS_FILE), e))?;
+        if let Some(report) = verify_segments(dir, &key, &cps, &problems)? {
+            return Ok(report);
+        }
+    }
+    Err(AuditError::io(dir, io::Error::other(PRUNE_RACE)))
+}
 
+/// Times verify starts over because retention deleted a segment under it.
+pub(crate) const PRUNE_RETRIES: u32 = 5;
+const PRUNE_RACE: &str = "retention deleted segments during every attempt to read the log";
+
+/// The report over every segment; None when one vanished the way retention deletes segments.
+fn verify_segments(
+    dir: &Path,
+    key: &VerifyingKey,
+    cps: &CheckpointScan,
+    key_problems: &[Problem],
+) -> Result<Option<VerifyReport>, AuditError> {
+    let mut problems = key_problems.to_vec();
+    problems.extend(cps.problems.iter().cloned());
     let mut scanner = Scanner::new(&key.to_bytes(), &cps.valid);
     for seg in list_segments(dir).map_err(|e| AuditError::io(dir, e))? {
         if let Err(e) = scanner.scan_segment(&seg, false) {
+            if e.kind() == io::ErrorKind::NotFound && super::reader::pruned(dir, &seg) {
+                return Ok(None);
+            }
             let error = VerifyError::Io { kind: e.kind() };
             scanner.push_problem(Problem {
                 location: Location::whole(&seg.name),
@@ -97,7 +124,7 @@ pub fn verify_dir(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, Audi
     let tree_ok = scanner.frontier().size() == scanner.next_seq();
     let unfiled = crate::audit::log::unfiled_records(dir, scanner.next_seq(), scanner.prev())
         .map_err(|e| AuditError::io(dir.join("wal"), e))?;
-    Ok(VerifyReport {
+    Ok(Some(VerifyReport {
         unfiled,
         public_key: Some(key.to_bytes()),
         records: scanner.records,
@@ -110,7 +137,7 @@ pub fn verify_dir(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, Audi
         recoveries: std::mem::take(&mut scanner.recoveries),
         segments: std::mem::take(&mut scanner.segments),
         problems,
-    })
+    }))
 }
 
 /// The pinned key if given (reporting a directory key that differs), else the directory's.

@@ -444,8 +444,7 @@ fn finish_pending_prune(
     // An unsigned prune record (crash before its checkpoint) deletes nothing: the files stay
     // and the next retention pass describes them again.
     let Some((_, prune)) = scanner
-        .latest_prune
-        .as_ref()
+        .latest_prune()
         .filter(|(seq, _)| scanner.prune_signed(*seq))
     else {
         return Ok(());

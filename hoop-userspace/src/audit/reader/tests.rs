@@ -136,3 +136,89 @@ fn a_record_failing_its_hash_is_an_error_item() {
     let bad = items.iter().find_map(|i| i.as_ref().err()).unwrap();
     assert_eq!(bad.location.line, 3);
 }
+
+/// Retention deletes the oldest segments of a live log; a read that finds the segments it
+/// listed gone before it opened any goes on from the oldest left, as if it had started later.
+#[test]
+fn a_read_started_before_a_prune_goes_on_from_the_oldest_segment_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = small_segments(tmp.path());
+    write_log(&cfg, 100);
+    let segs = list_segments(&cfg.dir).unwrap();
+    assert!(segs.len() >= 4, "the test needs segments: {}", segs.len());
+    let reader = read(&cfg.dir, Filter::default()).unwrap();
+    for s in &segs[..2] {
+        std::fs::remove_file(&s.path).unwrap();
+    }
+    let got: Vec<u64> = reader.map(|e| e.unwrap().record.seq).collect();
+    let last = seqs(&cfg.dir, Filter::default()).last().copied().unwrap();
+    assert_eq!(got, (segs[2].first_seq..=last).collect::<Vec<_>>());
+}
+
+/// Once records were read, a pruned next segment would leave a hole in the output: said, not
+/// skipped. A segment missing from the middle (not how retention deletes) is a plain error.
+#[test]
+fn a_segment_pruned_under_a_read_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = small_segments(tmp.path());
+    write_log(&cfg, 100);
+    let segs = list_segments(&cfg.dir).unwrap();
+    let mut reader = read(&cfg.dir, Filter::default()).unwrap();
+    assert_eq!(reader.next().unwrap().unwrap().record.seq, 0);
+    for s in &segs[..2] {
+        std::fs::remove_file(&s.path).unwrap();
+    }
+    let rest: Vec<_> = reader.collect();
+    let first_gone = rest.iter().position(Result::is_err).unwrap();
+    // the open first segment is still read to its end
+    assert_eq!(first_gone as u64 + 1, segs[1].first_seq);
+    let problem = rest[first_gone].as_ref().unwrap_err();
+    assert_eq!(problem.error, VerifyError::PrunedWhileReading);
+    assert_eq!(problem.location.file, segs[1].name);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = small_segments(tmp.path());
+    write_log(&cfg, 100);
+    let segs = list_segments(&cfg.dir).unwrap();
+    let reader = read(&cfg.dir, Filter::default()).unwrap();
+    std::fs::remove_file(&segs[1].path).unwrap();
+    let problem = reader.filter_map(Result::err).next().unwrap();
+    assert_eq!(
+        problem.error,
+        VerifyError::Io {
+            kind: std::io::ErrorKind::NotFound
+        }
+    );
+    assert_eq!(problem.location.file, segs[1].name);
+}
+
+/// `tail -f` that falls behind retention loses the pruned records (they are gone) and follows
+/// on from the oldest segment left instead of failing.
+#[test]
+fn a_follower_behind_a_prune_follows_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = small_segments(tmp.path());
+    write_log(&cfg, 3);
+    let mut f = Follower::new(&cfg.dir, Filter::default());
+    let first: Vec<u64> = f
+        .poll()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.unwrap().record.seq)
+        .collect();
+    assert_eq!(first, (0..first.len() as u64).collect::<Vec<_>>());
+    write_log(&cfg, 100);
+    let segs = list_segments(&cfg.dir).unwrap();
+    assert!(segs.len() >= 4, "the test needs segments: {}", segs.len());
+    for s in &segs[..2] {
+        std::fs::remove_file(&s.path).unwrap();
+    }
+    let next: Vec<u64> = f
+        .poll()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.unwrap().record.seq)
+        .collect();
+    let last = seqs(&cfg.dir, Filter::default()).last().copied().unwrap();
+    assert_eq!(next, (segs[2].first_seq..=last).collect::<Vec<_>>());
+}
