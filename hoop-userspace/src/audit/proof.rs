@@ -77,13 +77,16 @@ pub fn verify_path(
 pub fn prove(dir: &Path, seq: u64, tree_size: Option<u64>) -> Result<InclusionProof, ProofError> {
     let mut attempts = 0;
     loop {
-        match prove_once(dir, seq, tree_size) {
-            Err(ProofError::Audit(e))
-                if attempts < super::verify::PRUNE_RETRIES
-                    && super::reader::pruned_under(dir, &e) =>
-            {
-                attempts += 1;
+        let cps_len = std::fs::metadata(dir.join(CHECKPOINTS_FILE)).map_or(0, |m| m.len());
+        let raced = |e: &ProofError| match e {
+            ProofError::Audit(e) => super::reader::pruned_under(dir, e),
+            ProofError::LogInvalid(p) => {
+                super::verify::raced_a_prune(dir, cps_len, std::slice::from_ref(p))
             }
+            _ => false,
+        };
+        match prove_once(dir, seq, tree_size) {
+            Err(e) if attempts < super::verify::PRUNE_RETRIES && raced(&e) => attempts += 1,
             r => return r,
         }
     }

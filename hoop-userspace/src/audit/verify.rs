@@ -79,10 +79,12 @@ pub fn verify_dir(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, Audi
     // whole at every instant (the prune record and its checkpoint come first), so the check
     // starts over, checkpoints included, rather than report the vanished file.
     for _ in 0..=PRUNE_RETRIES {
+        let cps_len = checkpoints_len(dir);
         let cps = checkpoint::scan_file(dir, &key)
             .map_err(|e| AuditError::io(dir.join(CHECKPOINTS_FILE), e))?;
-        if let Some(report) = verify_segments(dir, &key, &cps, &problems)? {
-            return Ok(report);
+        match verify_segments(dir, &key, &cps, &problems)? {
+            Some(report) if !raced_a_prune(dir, cps_len, &report.problems) => return Ok(report),
+            _ => {}
         }
     }
     Err(AuditError::io(dir, io::Error::other(PRUNE_RACE)))
@@ -91,6 +93,23 @@ pub fn verify_dir(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, Audi
 /// Times verify starts over because retention deleted a segment under it.
 pub(crate) const PRUNE_RETRIES: u32 = 5;
 const PRUNE_RACE: &str = "retention deleted segments during every attempt to read the log";
+
+fn checkpoints_len(dir: &Path) -> u64 {
+    std::fs::metadata(dir.join(CHECKPOINTS_FILE)).map_or(0, |m| m.len())
+}
+
+/// Whether a pruned start found unproven is a live log's prune that came between the reading
+/// of the checkpoints (`cps_len` bytes long then) and that of the segments: its record was
+/// read, the checkpoint signed over it was not. The checkpoints have grown since; a directory
+/// at rest never retries.
+pub(crate) fn raced_a_prune(dir: &Path, cps_len: u64, problems: &[Problem]) -> bool {
+    problems.iter().any(|p| {
+        matches!(
+            p.error,
+            VerifyError::PrunedPrefixUnproven { .. } | VerifyError::PrunedPrefixUnanchored { .. }
+        )
+    }) && checkpoints_len(dir) > cps_len
+}
 
 /// The report over every segment; None when one vanished the way retention deletes segments.
 fn verify_segments(
