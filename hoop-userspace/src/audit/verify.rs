@@ -78,12 +78,17 @@ pub fn verify_dir(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, Audi
     // A live log's retention may delete the oldest segments while they are read: the log is
     // whole at every instant (the prune record and its checkpoint come first), so the check
     // starts over, checkpoints included, rather than report the vanished file.
-    for _ in 0..=PRUNE_RETRIES {
+    for attempt in 0..=PRUNE_RETRIES {
         let cps_len = checkpoints_len(dir);
         let cps = checkpoint::scan_file(dir, &key)
             .map_err(|e| AuditError::io(dir.join(CHECKPOINTS_FILE), e))?;
         match verify_segments(dir, &key, &cps, &problems)? {
-            Some(report) if !raced_a_prune(dir, cps_len, &report.problems) => return Ok(report),
+            // the last attempt's problems stand, whatever their cause
+            Some(report)
+                if attempt == PRUNE_RETRIES || !raced_a_prune(dir, cps_len, &report.problems) =>
+            {
+                return Ok(report);
+            }
             _ => {}
         }
     }
