@@ -166,7 +166,7 @@ impl Reader {
                 self.current = Some((seg.name, lines));
                 Ok(())
             }
-            Err(e) if e.kind() == ErrorKind::NotFound && pruned(&self.dir, &seg) => {
+            Err(e) if e.kind() == ErrorKind::NotFound && pruned(&self.dir, seg.first_seq) => {
                 if self.started {
                     return Some(Err(Problem {
                         location: Location::whole(seg.name),
@@ -184,11 +184,11 @@ impl Reader {
     }
 }
 
-/// Whether `seg`, found missing, went the way retention takes segments: it is older than
-/// every segment the directory holds now (retention deletes whole segments, oldest first,
-/// and never the one being written).
-pub(crate) fn pruned(dir: &Path, seg: &SegmentFile) -> bool {
-    list_segments(dir).is_ok_and(|now| now.first().is_some_and(|s| s.first_seq > seg.first_seq))
+/// Whether the segment starting at `first_seq`, found missing, went the way retention takes
+/// segments: it is older than every segment the directory holds now (retention deletes whole
+/// segments, oldest first, and never the one being written).
+pub(crate) fn pruned(dir: &Path, first_seq: u64) -> bool {
+    list_segments(dir).is_ok_and(|now| now.first().is_some_and(|s| s.first_seq > first_seq))
 }
 
 /// Whether `err`, from reading `dir`, is a segment file that retention deleted meanwhile.
@@ -196,19 +196,12 @@ pub(crate) fn pruned_under(dir: &Path, err: &AuditError) -> bool {
     let AuditError::Io { path, source } = err else {
         return false;
     };
-    let first_seq = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(super::segment::parse_segment_name);
     source.kind() == ErrorKind::NotFound
-        && first_seq.is_some_and(|first_seq| {
-            let seg = SegmentFile {
-                first_seq,
-                name: String::new(),
-                path: path.clone(),
-            };
-            pruned(dir, &seg)
-        })
+        && path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(super::segment::parse_segment_name)
+            .is_some_and(|first_seq| pruned(dir, first_seq))
 }
 
 /// Follows a live log: each `poll` returns the matching records appended since the last one,

@@ -128,7 +128,7 @@ fn verify_segments(
     let mut scanner = Scanner::new(&key.to_bytes(), &cps.valid);
     for seg in list_segments(dir).map_err(|e| AuditError::io(dir, e))? {
         if let Err(e) = scanner.scan_segment(&seg, false) {
-            if e.kind() == io::ErrorKind::NotFound && super::reader::pruned(dir, &seg) {
+            if e.kind() == io::ErrorKind::NotFound && super::reader::pruned(dir, seg.first_seq) {
                 return Ok(None);
             }
             let error = VerifyError::Io { kind: e.kind() };
