@@ -292,6 +292,69 @@ fn tokio_postgres_client(pg: &Postgres) -> Result<(), Failed> {
     )
 }
 
+/// A PostgreSQL 17+ client's direct TLS (`sslnegotiation=direct`: no SSLRequest, ALPN
+/// `postgresql`) through hoopd, whose upstream (PostgreSQL 15) knows only SSLRequest: queries,
+/// a transaction and a cancel work; a direct client without ALPN is refused as PostgreSQL
+/// refuses it, and a plain `sslnegotiation=postgres` client offering ALPN still works.
+fn tokio_postgres_direct_tls(pg: &Postgres) -> Result<(), Failed> {
+    let p = Proxy::start("pg-direct", 19108, pg);
+    let ci = |negotiation: &str| {
+        format!(
+            "host={HOST} port={PORT} user=postgres password={} dbname=postgres sslmode=require \
+             sslnegotiation={negotiation}",
+            pg::PASSWORD
+        )
+    };
+    let run = |conninfo: &str, alpn: bool, scenarios: &[&str]| {
+        let mut cmd = p.env.cgroup.command(PG_CLIENT);
+        cmd.arg(conninfo).arg(p.node_ca()).args(scenarios);
+        if !alpn {
+            cmd.env("HOOP_PG_CLIENT_NO_ALPN", "1");
+        }
+        cmd.output()
+    };
+    let direct = ci("direct");
+    let out = run(&direct, true, &["prepared", "transaction", "cancel"])?;
+    let lines = json_lines(&out.stdout);
+    check(out.status.success() && lines.len() == 3, || {
+        format!(
+            "direct TLS: {lines:#?}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    check(
+        p.hoopd.log_text().contains("cancel request forwarded"),
+        || "the direct client's cancel did not go through hoopd".into(),
+    )?;
+    // the statements were seen and decided like any others
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = p.statements();
+    check(
+        seen.iter().any(|s| {
+            s["decision"] == "allow"
+                && s["statement"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("$1::int4 * $3"))
+        }),
+        || format!("no statement event for the direct client's query: {seen:#?}"),
+    )?;
+    let out = run(&direct, false, &["prepared"])?;
+    let detail = json_lines(&out.stdout)
+        .first()
+        .map(|l| l["detail"].to_string())
+        .unwrap_or_default();
+    check(!out.status.success() && detail.contains("ALPN"), || {
+        format!("direct TLS without ALPN was not refused as PostgreSQL refuses it: {detail}")
+    })?;
+    let out = run(&ci("postgres"), true, &["prepared"])?;
+    check(out.status.success(), || {
+        format!(
+            "SSLRequest client offering ALPN: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
 /// A 1,000,000-row result through hoopd is byte-identical to the direct one.
 fn large_result_identical(pg: &Postgres) -> Result<(), Failed> {
     let p = Proxy::start("pg-large", 19106, pg);
@@ -328,6 +391,7 @@ fn malformed_input_survived(pg: &Postgres) -> Result<(), Failed> {
         "fffffff000030000",                                         // negative length
         "0000000804d2162f16030100",                                 // SSLRequest, then not TLS
         "0000000804d2162f",                                         // SSLRequest, then silence
+        "16030100040000000000",                                     // direct TLS, then not TLS
     ];
     for bytes in cases {
         let (ok, lines) = p.env.client(
@@ -336,11 +400,16 @@ fn malformed_input_survived(pg: &Postgres) -> Result<(), Failed> {
             bytes,
             &["--hex", "--timeout-ms", "3000"],
         );
-        // at most the one-byte answer to SSLRequest, then the connection ends
-        check(
-            !ok || lines[0]["reply"] == "" || lines[0]["reply"] == "S",
-            || format!("{bytes:?}: {lines:?}"),
-        )?;
+        // at most the one-byte answer to SSLRequest (or to a direct TLS handshake, a TLS
+        // alert record), then the connection ends
+        let reply = lines
+            .first()
+            .and_then(|l| l["reply"].as_str())
+            .unwrap_or("");
+        let alert = bytes.starts_with("16") && reply.starts_with('\u{15}') && reply.len() == 7;
+        check(!ok || reply.is_empty() || reply == "S" || alert, || {
+            format!("{bytes:?}: {lines:?}")
+        })?;
     }
     let (ok, out, err) = p.psql(
         &conninfo("postgres", "require"),
@@ -362,6 +431,7 @@ fn main() {
             ("deny_statements", deny_statements),
             ("pgbench_modes", pgbench_modes),
             ("tokio_postgres_client", tokio_postgres_client),
+            ("tokio_postgres_direct_tls", tokio_postgres_direct_tls),
             ("large_result_identical", large_result_identical),
             ("malformed_input_survived", malformed_input_survived),
         ],

@@ -4,6 +4,9 @@
 //!
 //!   hoop-pg-client CONNINFO CA_PEM SCENARIO...
 //!   scenarios: prepared transaction copy cancel notify deny_extended binary
+//!
+//! The TLS client offers ALPN `postgresql` as libpq 17+ does; `HOOP_PG_CLIENT_NO_ALPN=1` leaves
+//! it out. A CONNINFO with `sslnegotiation=direct` opens with TLS (no SSLRequest).
 
 use std::{sync::Arc, time::Duration};
 
@@ -27,6 +30,12 @@ fn tls(ca: &str) -> MakeRustlsConnect {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    // offered as libpq 17+ offers it (required with `sslnegotiation=direct`), unless the test
+    // wants a direct TLS client without it
+    let mut cfg = cfg;
+    if std::env::var_os("HOOP_PG_CLIENT_NO_ALPN").is_none() {
+        cfg.alpn_protocols = vec![b"postgresql".to_vec()];
+    }
     MakeRustlsConnect::new(cfg)
 }
 

@@ -1,7 +1,9 @@
 //! The startup phase. Client side: answer SSLRequest with `S` and terminate TLS with a node-CA
-//! leaf for the name the client asked for (SNI, else the target's name), refuse GSSENCRequest
-//! with `N`, and read the StartupMessage or CancelRequest. Upstream side: SSLRequest and TLS
-//! verified against the trusted roots, never weakened.
+//! leaf for the name the client asked for (SNI, else the target's name), or take the TLS
+//! handshake a PostgreSQL 17+ client opens with directly (`sslnegotiation=direct`, ALPN
+//! `postgresql` required as the server requires it); refuse GSSENCRequest with `N`; read the
+//! StartupMessage or CancelRequest. Upstream side: SSLRequest and TLS verified against the
+//! trusted roots, never weakened (whatever the client chose: every server version takes it).
 
 use std::sync::Arc;
 
@@ -78,8 +80,23 @@ impl std::fmt::Debug for NodeCa {
     }
 }
 
-fn server_config(ca: &Arc<NodeCa>, default_host: &str) -> Result<Arc<ServerConfig>, PgError> {
-    let cfg = ServerConfig::builder_with_provider(crate::tls::provider())
+/// The ALPN protocol of PostgreSQL's direct TLS negotiation.
+const ALPN_POSTGRESQL: &[u8] = b"postgresql";
+
+/// A TLS record's first byte when it carries a handshake message: how a direct TLS connection
+/// opens. A startup packet starts with its length's high byte, and no startup packet is near
+/// 0x16000000 bytes long, so the two cannot be confused.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// `direct`: the connection opened with TLS (no SSLRequest), and ALPN `postgresql` is offered
+/// and required, as PostgreSQL 17+ does. After an SSLRequest no ALPN is configured: a client
+/// offering one gets none back, as from a server before 17, which any client accepts.
+fn server_config(
+    ca: &Arc<NodeCa>,
+    default_host: &str,
+    direct: bool,
+) -> Result<Arc<ServerConfig>, PgError> {
+    let mut cfg = ServerConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| PgError::Tls(e.into()))?
         .with_no_client_auth()
@@ -87,6 +104,9 @@ fn server_config(ca: &Arc<NodeCa>, default_host: &str) -> Result<Arc<ServerConfi
             ca: ca.clone(),
             default_host: default_host.to_string(),
         }));
+    if direct {
+        cfg.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+    }
     Ok(Arc::new(cfg))
 }
 
@@ -96,7 +116,11 @@ pub async fn accept(
     ca: &Arc<NodeCa>,
     default_host: &str,
 ) -> Result<Opening, PgError> {
-    let mut client = Stream::Plain(tcp);
+    let mut client = if opens_with_tls(&tcp).await? {
+        accept_direct(tcp, ca, default_host).await?
+    } else {
+        Stream::Plain(tcp)
+    };
     let mut buf = BytesMut::with_capacity(1024);
     loop {
         let Some(n) = io::read_startup(&mut client, &mut buf).await? else {
@@ -114,7 +138,8 @@ pub async fn accept(
                 let Stream::Plain(tcp) = client else {
                     unreachable!()
                 };
-                let acceptor = tokio_rustls::TlsAcceptor::from(server_config(ca, default_host)?);
+                let acceptor =
+                    tokio_rustls::TlsAcceptor::from(server_config(ca, default_host, false)?);
                 let tls = acceptor.accept(tcp).await.map_err(PgError::ClientTls)?;
                 client = Stream::ServerTls(Box::new(tls));
             }
@@ -154,6 +179,34 @@ pub async fn accept(
             }
         }
     }
+}
+
+/// Whether the client's first byte starts a TLS handshake (looked at, not consumed).
+async fn opens_with_tls(tcp: &TcpStream) -> Result<bool, PgError> {
+    let mut first = [0u8; 1];
+    let n = tcp.peek(&mut first).await.map_err(PgError::ClientIo)?;
+    Ok(n == 1 && first[0] == TLS_HANDSHAKE)
+}
+
+/// Terminates a direct TLS connection. PostgreSQL refuses one without ALPN `postgresql` (so a
+/// client of another protocol sent to its port cannot be mistaken for one of its own), and so
+/// does hoopd: a client offering other protocols only fails in the handshake, one offering none
+/// gets a FATAL error once TLS is up.
+async fn accept_direct(
+    tcp: TcpStream,
+    ca: &Arc<NodeCa>,
+    default_host: &str,
+) -> Result<Stream, PgError> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(ca, default_host, true)?);
+    let tls = acceptor.accept(tcp).await.map_err(PgError::ClientTls)?;
+    let alpn = tls.get_ref().1.alpn_protocol() == Some(ALPN_POSTGRESQL);
+    let mut client = Stream::ServerTls(Box::new(tls));
+    if !alpn {
+        let message = "direct TLS connection without ALPN protocol \"postgresql\"";
+        refuse_client(&mut client, "08P01", message).await;
+        return Err(PgError::ClientRefused(message.into()));
+    }
+    Ok(client)
 }
 
 /// Sends a FATAL ErrorResponse (best effort: the session ends anyway).
