@@ -28,10 +28,15 @@ struct Proxy {
 
 impl Proxy {
     fn start(name: &str, listen: u16, pg: &Postgres) -> Self {
+        Self::start_with(name, listen, pg, "")
+    }
+
+    /// With `extra` appended to the configuration (whole tables, e.g. `[proxy]`).
+    fn start_with(name: &str, listen: u16, pg: &Postgres, extra: &str) -> Self {
         let env = Env::new(name, listen);
         let target = format!(
             "[[target]]\nname = \"pg\"\nprotocol = \"postgres\"\ncidrs = [\"{HOST}/32\"]\nports = [{PORT}]\n\
-             upstream_ca = \"{}\"\ndeny_statements = [\"drop\", \"truncate\"]\n",
+             upstream_ca = \"{}\"\ndeny_statements = [\"drop\", \"truncate\"]\n{extra}",
             pg.ca_path().display()
         );
         let cfg = env.write_config(&env.config(&target));
@@ -422,6 +427,59 @@ fn malformed_input_survived(pg: &Postgres) -> Result<(), Failed> {
     })
 }
 
+/// A client that connects and sends nothing is disconnected after `[proxy]
+/// startup_timeout_ms` (PostgreSQL's `authentication_timeout` cannot see it: hoopd has not
+/// connected upstream yet), and its session ends with an error saying why.
+fn stalled_startup_disconnected(pg: &Postgres) -> Result<(), Failed> {
+    use std::io::{BufRead, Write};
+    let p = Proxy::start_with("pg-stall", 19109, pg, "[proxy]\nstartup_timeout_ms = 500\n");
+    let mut client = p
+        .env
+        .cgroup
+        .command(TEST_CLIENT)
+        .args([&format!("{HOST}:{PORT}"), "0000000804d2162f"])
+        .args(["--hex", "--wait-stdin", "--timeout-ms", "10000"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdout = std::io::BufReader::new(client.stdout.take().expect("piped"));
+    let mut line = String::new();
+    stdout.read_line(&mut line)?;
+    check(line.contains("\"connected\":1"), || {
+        format!("client did not connect: {line}")
+    })?;
+    // connected and silent, well past the limit
+    std::thread::sleep(Duration::from_millis(2000));
+    let ended = p.hoopd.logs_matching(|v| {
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("startup_timeout_ms"))
+    });
+    // now the SSLRequest: the connection is gone, so no `S` comes back
+    client.stdin.take().expect("piped").write_all(b"go\n")?;
+    line.clear();
+    stdout.read_line(&mut line)?;
+    let _ = client.wait();
+    check(ended.len() == 1, || {
+        format!(
+            "no session ended for the stalled client: {}",
+            p.hoopd.log_text()
+        )
+    })?;
+    let reply: Value = serde_json::from_str(line.trim()).unwrap_or_default();
+    check(reply["reply"] != "S", || {
+        format!("the stalled connection was still served: {line}")
+    })?;
+    // a client that goes on at once is unaffected
+    let (ok, out, err) = p.psql(
+        &conninfo("postgres", "require"),
+        pg::PASSWORD,
+        &["-Atc", "SELECT 'alive'"],
+        None,
+    );
+    check(ok && out.trim() == "alive", || err)
+}
+
 fn main() {
     hoop_tests::run_root_trials(
         || Postgres::start("proxy", HOST, PORT),
@@ -434,6 +492,7 @@ fn main() {
             ("tokio_postgres_direct_tls", tokio_postgres_direct_tls),
             ("large_result_identical", large_result_identical),
             ("malformed_input_survived", malformed_input_survived),
+            ("stalled_startup_disconnected", stalled_startup_disconnected),
         ],
     )
 }

@@ -212,14 +212,28 @@ impl Default for Metrics {
 pub struct Proxy {
     /// Time allowed to connect to an upstream, in milliseconds; default 10000.
     pub connect_timeout_ms: u64,
+    /// Time a client has from its connection to a session ready for requests (TLS, startup
+    /// packet, authentication), in milliseconds; default 60000, PostgreSQL's own
+    /// `authentication_timeout`.
+    pub startup_timeout_ms: u64,
     /// How often exact target host names are resolved again, in seconds; default 300.
     pub resolve_interval_s: u64,
+}
+
+impl Proxy {
+    pub fn timeouts(&self) -> crate::proxy::Timeouts {
+        crate::proxy::Timeouts {
+            connect: Duration::from_millis(self.connect_timeout_ms),
+            startup: Duration::from_millis(self.startup_timeout_ms),
+        }
+    }
 }
 
 impl Default for Proxy {
     fn default() -> Self {
         Self {
             connect_timeout_ms: 10_000,
+            startup_timeout_ms: 60_000,
             resolve_interval_s: 300,
         }
     }
@@ -466,6 +480,12 @@ impl Config {
         }
         if self.proxy.connect_timeout_ms == 0 {
             return Err(("proxy.connect_timeout_ms".into(), "must be > 0".into()));
+        }
+        if self.proxy.startup_timeout_ms == 0 || self.proxy.startup_timeout_ms > 3_600_000 {
+            return Err((
+                "proxy.startup_timeout_ms".into(),
+                "must be between 1 and 3600000".into(),
+            ));
         }
         if let Some(p) = &self.policy.file
             && !p.is_absolute()

@@ -139,6 +139,22 @@ fn connection_workers() {
 }
 
 #[test]
+fn proxy_timeouts() {
+    let default = Config::parse("", "t").unwrap().proxy.timeouts();
+    assert_eq!(default.connect, Duration::from_secs(10));
+    assert_eq!(default.startup, Duration::from_secs(60));
+    let set = Config::parse("[proxy]\nstartup_timeout_ms = 250\n", "t").unwrap();
+    assert_eq!(set.proxy.timeouts().startup, Duration::from_millis(250));
+    for bad in ["0", "3600001"] {
+        let e = invalid(&format!("[proxy]\nstartup_timeout_ms = {bad}\n"));
+        assert!(
+            e.contains("proxy.startup_timeout_ms") && e.contains("3600000"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
 fn busy_polling() {
     let default = Config::parse("", "t").unwrap();
     assert_eq!(default.listen.busy_poll(), Duration::from_micros(200));

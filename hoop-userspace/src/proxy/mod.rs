@@ -49,12 +49,21 @@ pub struct Node {
     pub mark: u32,
     /// Notified when hoopd stops: live sessions end and record their end first.
     pub shutdown: tokio::sync::Notify,
-    pub connect_timeout: RwLock<Duration>,
+    /// `[proxy]`'s timeouts, swapped on reload (a session keeps the ones it started with).
+    pub timeouts: RwLock<Timeouts>,
     /// Workload identity of each connection (bounded by `[identity] timeout_ms`).
     /// Swapped on reload when `[identity]` or `[[issuer]]` change.
     pub identity: RwLock<Arc<crate::identity::Resolver>>,
     /// What the data path counts for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To connect to an upstream.
+    pub connect: Duration,
+    /// From a client's connection to its session being ready for requests.
+    pub startup: Duration,
 }
 
 impl Node {
@@ -293,7 +302,7 @@ async fn dispatch(
     client: TcpStream,
 ) -> Result<(), SessionError> {
     let _ = client.set_nodelay(true);
-    let timeout = *node.connect_timeout.read().unwrap();
+    let timeouts = *node.timeouts.read().unwrap();
     match session.target.config.protocol {
         Protocol::Tcp => {}
         Protocol::Postgres => {
@@ -303,12 +312,12 @@ async fn dispatch(
                 approvals: &node.approvals,
                 policy: &node.policy,
             };
-            return Ok(postgres::run(&node.pg, services, session, client, host, timeout).await?);
+            return Ok(postgres::run(&node.pg, services, session, client, host, timeouts).await?);
         }
         // Fail closed: a protocol we cannot inspect is not passed through blindly.
         other => return Err(SessionError::Unsupported(other.as_str())),
     }
-    let upstream = upstream::connect(session.orig_dst, node.mark, timeout)
+    let upstream = upstream::connect(session.orig_dst, node.mark, timeouts.connect)
         .await
         .map_err(|source| SessionError::UpstreamConnect {
             addr: session.orig_dst,

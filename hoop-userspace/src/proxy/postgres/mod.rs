@@ -75,6 +75,8 @@ pub enum PgError {
     Audit(#[from] crate::audit::AuditError),
     #[error("encoding: {0}")]
     Encode(#[from] EncodeError),
+    #[error("the session was not ready within {}s of the connection (TLS, startup and authentication; [proxy] startup_timeout_ms)", .0.as_secs_f64())]
+    StartupTimeout(Duration),
 }
 
 impl PgContext {
@@ -124,15 +126,39 @@ pub struct Upstream {
     pub connect_timeout: Duration,
 }
 
-/// Runs one PostgreSQL session (or forwards one cancel request) to completion.
+/// Runs one PostgreSQL session (or forwards one cancel request) to completion. Everything
+/// before the query phase (TLS, the startup packet, authentication with the server) must be
+/// done within `timeouts.startup`, as PostgreSQL bounds it with `authentication_timeout`: a
+/// client that connects and stalls does not hold a session (and its socket) for ever.
 pub async fn run(
     ctx: &Arc<PgContext>,
     services: Services<'_>,
     session: &Arc<Session>,
     client: TcpStream,
     host_hint: Option<String>,
-    connect_timeout: Duration,
+    timeouts: crate::proxy::Timeouts,
 ) -> Result<(), PgError> {
+    let started = tokio::time::timeout(
+        timeouts.startup,
+        start(ctx, session, client, host_hint, timeouts.connect),
+    )
+    .await
+    .map_err(|_| PgError::StartupTimeout(timeouts.startup))??;
+    match started {
+        Some((authed, params)) => relay::run(ctx, services, session, authed, &params).await,
+        None => Ok(()),
+    }
+}
+
+/// The session up to its query phase: the authenticated pair and the client's startup
+/// parameters, or `None` when the connection carried a cancel request (forwarded).
+async fn start(
+    ctx: &Arc<PgContext>,
+    session: &Arc<Session>,
+    client: TcpStream,
+    host_hint: Option<String>,
+    connect_timeout: Duration,
+) -> Result<Option<(auth::Authed, Vec<(String, String)>)>, PgError> {
     let target = &session.target.config;
     let default_host = host_hint
         .clone()
@@ -156,7 +182,10 @@ pub async fn run(
         connect_timeout,
     };
     match opening {
-        startup::Opening::Cancel { pid, secret, .. } => cancel::forward(ctx, pid, &secret).await,
+        startup::Opening::Cancel { pid, secret, .. } => {
+            cancel::forward(ctx, pid, &secret).await?;
+            Ok(None)
+        }
         startup::Opening::Startup {
             client,
             version,
@@ -170,7 +199,7 @@ pub async fn run(
                 buffered,
             };
             let authed = auth::relay(ctx, client, server, start, &upstream).await?;
-            relay::run(ctx, services, session, authed, &params).await
+            Ok(Some((authed, params)))
         }
     }
 }
