@@ -130,7 +130,7 @@ pub async fn run(
         targets: RwLock::new(Arc::new(set)),
         mark: cfg.intercept.mark,
         shutdown: tokio::sync::Notify::new(),
-        timeouts: RwLock::new(cfg.proxy.timeouts()),
+        settings: RwLock::new(cfg.proxy.settings()),
         identity: RwLock::new(Arc::new(identity)),
     });
     let workers = Arc::new(
@@ -441,7 +441,7 @@ fn retarget(node: &Node, cfg: &Config, resolved: &Resolved) {
     if let Err(e) = apply_guard(cfg, node.intercept.scope(), &set, &learned) {
         tracing::error!(error = %e, "updating the nftables guard failed; the previous guard stays");
     }
-    *node.timeouts.write().unwrap() = cfg.proxy.timeouts();
+    *node.settings.write().unwrap() = cfg.proxy.settings();
     node.approvals
         .set_timeout(Duration::from_secs(cfg.approval.timeout_s));
     node.pg.reset_upstream_tls();

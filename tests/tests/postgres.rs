@@ -480,6 +480,37 @@ fn stalled_startup_disconnected(pg: &Postgres) -> Result<(), Failed> {
     check(ok && out.trim() == "alive", || err)
 }
 
+/// A client message over `[proxy] max_client_message_bytes` ends the session with a FATAL
+/// error that says so (not a bare disconnect); one under it goes through; hoopd is unaffected.
+fn oversized_message_refused(pg: &Postgres) -> Result<(), Failed> {
+    let p = Proxy::start_with(
+        "pg-big",
+        19110,
+        pg,
+        "[proxy]\nmax_client_message_bytes = 1048576\n",
+    );
+    let query = |n: usize| format!("SELECT length('{}');\n", "x".repeat(n));
+    let ci = conninfo("postgres", "require");
+    let (ok, out, err) = p.psql(&ci, pg::PASSWORD, &["-At"], Some(&query(900_000)));
+    check(ok && out.trim() == "900000", || {
+        format!("a 900 kB query under the limit: {out} {err}")
+    })?;
+    let (ok, out, err) = p.psql(
+        &ci,
+        pg::PASSWORD,
+        &["-At", "-v", "VERBOSITY=verbose"],
+        Some(&query(1_100_000)),
+    );
+    check(
+        !ok && err.contains("FATAL:  54000: hoop: a message of")
+            && err
+                .contains("exceeds the limit of 1048576 bytes ([proxy] max_client_message_bytes)"),
+        || format!("a 1.1 MB query over the limit: {out} {err}"),
+    )?;
+    let (ok, out, err) = p.psql(&ci, pg::PASSWORD, &["-Atc", "SELECT 'alive'"], None);
+    check(ok && out.trim() == "alive", || err)
+}
+
 fn main() {
     hoop_tests::run_root_trials(
         || Postgres::start("proxy", HOST, PORT),
@@ -493,6 +524,7 @@ fn main() {
             ("large_result_identical", large_result_identical),
             ("malformed_input_survived", malformed_input_survived),
             ("stalled_startup_disconnected", stalled_startup_disconnected),
+            ("oversized_message_refused", oversized_message_refused),
         ],
     )
 }

@@ -87,6 +87,10 @@ pub enum StatementKind {
     Utility,
     /// Did not parse (or parsed into something this classifier cannot read).
     Unknown,
+    /// Not SQL: a call through the protocol's fast-path interface (PostgreSQL's FunctionCall
+    /// message: libpq's `PQfn` and large-object functions). The function is named by OID
+    /// only, and its result has no columns.
+    Fastpath,
 }
 
 impl StatementKind {
@@ -126,11 +130,12 @@ impl StatementKind {
             K::Cursor => "cursor",
             K::Utility => "utility",
             K::Unknown => "unknown",
+            K::Fastpath => "fastpath",
         }
     }
 
     /// Every kind, for lookups by name.
-    pub const ALL: [StatementKind; 32] = {
+    pub const ALL: [StatementKind; 33] = {
         use StatementKind as K;
         [
             K::Select,
@@ -165,6 +170,7 @@ impl StatementKind {
             K::Cursor,
             K::Utility,
             K::Unknown,
+            K::Fastpath,
         ]
     };
 
@@ -275,6 +281,11 @@ impl Classification {
             explain_analyze: false,
             span,
         }
+    }
+
+    /// A fast-path function call, described by `text` (of `len` bytes).
+    pub fn fastpath(len: usize) -> Self {
+        Self::new(StatementKind::Fastpath, Span { start: 0, end: len })
     }
 
     /// Objects with the given access.

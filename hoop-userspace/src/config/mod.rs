@@ -216,15 +216,25 @@ pub struct Proxy {
     /// packet, authentication), in milliseconds; default 60000, PostgreSQL's own
     /// `authentication_timeout`.
     pub startup_timeout_ms: u64,
+    /// The largest message a client may send, in bytes (a Query, Parse or Bind carrying big
+    /// values, a CopyData); default 64 MiB, at most PostgreSQL's own 1 GiB - 1.
+    pub max_client_message_bytes: u64,
     /// How often exact target host names are resolved again, in seconds; default 300.
     pub resolve_interval_s: u64,
 }
 
+/// `[proxy] max_client_message_bytes` unless set: what a session may make hoopd buffer.
+pub const DEFAULT_MAX_CLIENT_MESSAGE: u64 = 64 << 20;
+/// PostgreSQL's `PQ_LARGE_MESSAGE_LIMIT` (MaxAllocSize - 1): no server takes a larger message.
+pub const MAX_CLIENT_MESSAGE_LIMIT: u64 = (1 << 30) - 1;
+
 impl Proxy {
-    pub fn timeouts(&self) -> crate::proxy::Timeouts {
-        crate::proxy::Timeouts {
+    pub fn settings(&self) -> crate::proxy::Settings {
+        crate::proxy::Settings {
             connect: Duration::from_millis(self.connect_timeout_ms),
             startup: Duration::from_millis(self.startup_timeout_ms),
+            // validated to fit (at most 1 GiB)
+            max_client_message: self.max_client_message_bytes as usize,
         }
     }
 }
@@ -234,6 +244,7 @@ impl Default for Proxy {
         Self {
             connect_timeout_ms: 10_000,
             startup_timeout_ms: 60_000,
+            max_client_message_bytes: DEFAULT_MAX_CLIENT_MESSAGE,
             resolve_interval_s: 300,
         }
     }
@@ -485,6 +496,14 @@ impl Config {
             return Err((
                 "proxy.startup_timeout_ms".into(),
                 "must be between 1 and 3600000".into(),
+            ));
+        }
+        if !(1 << 20..=MAX_CLIENT_MESSAGE_LIMIT).contains(&self.proxy.max_client_message_bytes) {
+            return Err((
+                "proxy.max_client_message_bytes".into(),
+                format!(
+                    "must be between 1048576 and {MAX_CLIENT_MESSAGE_LIMIT} (PostgreSQL's own limit)"
+                ),
             ));
         }
         if let Some(p) = &self.policy.file

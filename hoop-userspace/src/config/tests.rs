@@ -139,12 +139,20 @@ fn connection_workers() {
 }
 
 #[test]
-fn proxy_timeouts() {
-    let default = Config::parse("", "t").unwrap().proxy.timeouts();
+fn proxy_settings() {
+    let default = Config::parse("", "t").unwrap().proxy.settings();
     assert_eq!(default.connect, Duration::from_secs(10));
     assert_eq!(default.startup, Duration::from_secs(60));
     let set = Config::parse("[proxy]\nstartup_timeout_ms = 250\n", "t").unwrap();
-    assert_eq!(set.proxy.timeouts().startup, Duration::from_millis(250));
+    assert_eq!(set.proxy.settings().startup, Duration::from_millis(250));
+    assert_eq!(default.max_client_message, 64 << 20);
+    for bad in ["0", "1048575", "1073741824"] {
+        let e = invalid(&format!("[proxy]\nmax_client_message_bytes = {bad}\n"));
+        assert!(e.contains("proxy.max_client_message_bytes"), "{e}");
+    }
+    let most = "[proxy]\nmax_client_message_bytes = 1073741823\n";
+    let most = Config::parse(most, "t").unwrap().proxy.settings();
+    assert_eq!(most.max_client_message, (1 << 30) - 1);
     for bad in ["0", "3600001"] {
         let e = invalid(&format!("[proxy]\nstartup_timeout_ms = {bad}\n"));
         assert!(

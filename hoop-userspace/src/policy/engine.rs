@@ -101,7 +101,7 @@ pub struct Input<'a> {
 }
 
 /// Statement kinds rules may name. Append only (a kind's bit is its index).
-pub const STATEMENT_KINDS: [&str; 32] = [
+pub const STATEMENT_KINDS: [&str; 33] = [
     "select",
     "insert",
     "update",
@@ -134,6 +134,7 @@ pub const STATEMENT_KINDS: [&str; 32] = [
     "cursor",
     "utility",
     "unknown",
+    "fastpath",
 ];
 
 /// Object kinds rules may name in `object_kinds`.
@@ -197,6 +198,7 @@ pub(super) fn kind_index(name: &str) -> Option<u32> {
         "cursor" => 29,
         "utility" => 30,
         "unknown" => 31,
+        "fastpath" => 32,
         _ => return None,
     })
 }

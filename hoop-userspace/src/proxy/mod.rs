@@ -49,8 +49,8 @@ pub struct Node {
     pub mark: u32,
     /// Notified when hoopd stops: live sessions end and record their end first.
     pub shutdown: tokio::sync::Notify,
-    /// `[proxy]`'s timeouts, swapped on reload (a session keeps the ones it started with).
-    pub timeouts: RwLock<Timeouts>,
+    /// `[proxy]`'s settings, swapped on reload (a session keeps the ones it started with).
+    pub settings: RwLock<Settings>,
     /// Workload identity of each connection (bounded by `[identity] timeout_ms`).
     /// Swapped on reload when `[identity]` or `[[issuer]]` change.
     pub identity: RwLock<Arc<crate::identity::Resolver>>,
@@ -59,11 +59,13 @@ pub struct Node {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
+pub struct Settings {
     /// To connect to an upstream.
     pub connect: Duration,
     /// From a client's connection to its session being ready for requests.
     pub startup: Duration,
+    /// The largest message a client may send (what one session may make hoopd buffer).
+    pub max_client_message: usize,
 }
 
 impl Node {
@@ -302,7 +304,7 @@ async fn dispatch(
     client: TcpStream,
 ) -> Result<(), SessionError> {
     let _ = client.set_nodelay(true);
-    let timeouts = *node.timeouts.read().unwrap();
+    let settings = *node.settings.read().unwrap();
     match session.target.config.protocol {
         Protocol::Tcp => {}
         Protocol::Postgres => {
@@ -312,12 +314,12 @@ async fn dispatch(
                 approvals: &node.approvals,
                 policy: &node.policy,
             };
-            return Ok(postgres::run(&node.pg, services, session, client, host, timeouts).await?);
+            return Ok(postgres::run(&node.pg, services, session, client, host, settings).await?);
         }
         // Fail closed: a protocol we cannot inspect is not passed through blindly.
         other => return Err(SessionError::Unsupported(other.as_str())),
     }
-    let upstream = upstream::connect(session.orig_dst, node.mark, timeouts.connect)
+    let upstream = upstream::connect(session.orig_dst, node.mark, settings.connect)
         .await
         .map_err(|source| SessionError::UpstreamConnect {
             addr: session.orig_dst,

@@ -129,6 +129,7 @@ impl Node {
     }
 }
 
+mod fastpath;
 mod masking;
 
 /// The built-in policy (no `[policy]` configured) for an anonymous workload: reads allowed and
@@ -510,6 +511,7 @@ fn main() {
             ("reload_live", reload_live),
             ("check_and_explain", check_and_explain),
             ("identity_rules", identity_rules),
+            ("fastpath_calls", fastpath::fastpath_calls),
         ],
     )
 }

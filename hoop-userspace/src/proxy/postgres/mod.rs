@@ -128,7 +128,7 @@ pub struct Upstream {
 
 /// Runs one PostgreSQL session (or forwards one cancel request) to completion. Everything
 /// before the query phase (TLS, the startup packet, authentication with the server) must be
-/// done within `timeouts.startup`, as PostgreSQL bounds it with `authentication_timeout`: a
+/// done within `settings.startup`, as PostgreSQL bounds it with `authentication_timeout`: a
 /// client that connects and stalls does not hold a session (and its socket) for ever.
 pub async fn run(
     ctx: &Arc<PgContext>,
@@ -136,16 +136,18 @@ pub async fn run(
     session: &Arc<Session>,
     client: TcpStream,
     host_hint: Option<String>,
-    timeouts: crate::proxy::Timeouts,
+    settings: crate::proxy::Settings,
 ) -> Result<(), PgError> {
     let started = tokio::time::timeout(
-        timeouts.startup,
-        start(ctx, session, client, host_hint, timeouts.connect),
+        settings.startup,
+        start(ctx, session, client, host_hint, settings.connect),
     )
     .await
-    .map_err(|_| PgError::StartupTimeout(timeouts.startup))??;
+    .map_err(|_| PgError::StartupTimeout(settings.startup))??;
     match started {
-        Some((authed, params)) => relay::run(ctx, services, session, authed, &params).await,
+        Some((authed, params)) => {
+            relay::run(ctx, services, session, authed, &params, settings).await
+        }
         None => Ok(()),
     }
 }

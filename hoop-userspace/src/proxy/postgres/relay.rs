@@ -30,22 +30,24 @@ use crate::{
     approval::Approvals,
     classify::Classification,
     mask::{Masker, pg::RowPlan},
-    policy::{self, Action, Decision, PolicyState},
+    policy::{Decision, PolicyState},
     proxy::stream::Stream,
     session::Session,
-    wire::postgres::{Direction, Frame, FrameSplitter, FrontendMessage, Limits, frontend::Target},
+    wire::postgres::{Direction, Frame, FrameSplitter, Limits, frontend::Target},
 };
 
 mod admit;
+mod client;
 mod events;
 mod hold;
 mod results;
 mod server;
 
-use admit::{RecordCache, RecordFrom, Refusal, admit, decide_all, refuse};
+use admit::{RecordCache, Refusal, decide_all, refuse};
 
-use events::{ExtShape, Pending, PendingKind, StatementOutcome};
-use hold::{Hold, hold};
+use client::{on_client_frame, tell_client};
+use events::{ExtShape, Pending, StatementOutcome};
+use hold::hold;
 use server::on_server_frame;
 
 const CHUNK: usize = 64 * 1024;
@@ -176,6 +178,7 @@ pub async fn run(
     session: &Arc<Session>,
     authed: Authed,
     params: &[(String, String)],
+    settings: crate::proxy::Settings,
 ) -> Result<(), PgError> {
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let user = param("user");
@@ -209,7 +212,11 @@ pub async fn run(
         who: &who,
         client_wr: &client_wr,
     };
-    let up = client_to_server(&cx, crd, swr, client_buf, &shared);
+    let limits = Limits {
+        frontend_large: settings.max_client_message,
+        ..Limits::DEFAULT
+    };
+    let up = client_to_server(&cx, crd, swr, client_buf, &shared, limits);
     let down = server_to_client(&cx, srd, server_buf, &shared);
     let result = tokio::select! {
         r = up => r,
@@ -227,22 +234,29 @@ async fn client_to_server(
     mut wr: WriteHalf<Stream>,
     mut buf: BytesMut,
     shared: &Mutex<Shared>,
+    limits: Limits,
 ) -> Result<(), PgError> {
-    let splitter = FrameSplitter::new(Direction::Frontend, Limits::DEFAULT);
+    let splitter = FrameSplitter::new(Direction::Frontend, limits);
     let mut state = ClientState::default();
     let mut out = BytesMut::with_capacity(CHUNK);
     let strict = cx.audit.durability() == Durability::Strict;
     loop {
         let mut held = None;
+        let mut malformed = None;
         let arrived = std::time::Instant::now();
         {
             // one look at the shared policy per read (a reload applies from the next one)
             let pol = cx.pol();
             let mut sh = shared.lock().unwrap();
-            while let Some(frame) = splitter
-                .next_frame(&mut buf)
-                .map_err(PgError::ClientProtocol)?
-            {
+            loop {
+                let frame = match splitter.next_frame(&mut buf) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(e) => {
+                        malformed = Some(e);
+                        break;
+                    }
+                };
                 cx.session.add_up(frame.wire().len() as u64);
                 held = on_client_frame(cx, &pol, &mut state, &mut sh, frame, &mut out)?;
                 if held.is_some() {
@@ -250,6 +264,11 @@ async fn client_to_server(
                     break;
                 }
             }
+        }
+        if let Some(e) = malformed {
+            // the session ends here: what this read admitted before it is not forwarded (its
+            // records end as interrupted)
+            return Err(tell_client(cx, e).await);
         }
         // a held request's wait is the approver's, not hoopd's: not observed
         let requests = state
@@ -294,193 +313,6 @@ async fn client_to_server(
             return Ok(());
         }
     }
-}
-
-fn on_client_frame(
-    cx: &Cx<'_>,
-    pol: &Arc<PolicyState>,
-    st: &mut ClientState,
-    sh: &mut Shared,
-    frame: Frame,
-    out: &mut BytesMut,
-) -> Result<Option<Hold>, PgError> {
-    let tag = frame.tag();
-    if st.skip_until_sync && tag != b'S' && tag != b'X' {
-        return Ok(None);
-    }
-    match tag {
-        b'Q' => {
-            let FrontendMessage::Query(q) = super::io::frontend(&frame)? else {
-                unreachable!()
-            };
-            let stmts = cx.ctx.classify.classify(q.sql);
-            let memo = st.shape_memo(cx, pol, stmts);
-            let batch = sh.batches_sent;
-            sh.batches_sent += 1;
-            let mut pending = Pending::new(
-                PendingKind::Simple { next: 0 },
-                q.sql.into(),
-                memo.stmts.clone(),
-                memo.decision.clone(),
-                batch,
-            );
-            pending.masker = memo.masker.clone();
-            match admit(cx, pol, st, &mut pending, RecordFrom::Prefix(&memo.prefix)) {
-                Ok(()) if pending.decision.action == Action::Review => {
-                    return Ok(Some(Hold {
-                        frame,
-                        pending,
-                        extended: false,
-                    }));
-                }
-                Ok(()) => {
-                    out.extend_from_slice(frame.wire());
-                    sh.pending.push_back(pending);
-                }
-                Err(refusal) => refuse(out, sh, st, pending, &refusal, false)?,
-            }
-        }
-        b'P' => {
-            let FrontendMessage::Parse(p) = super::io::frontend(&frame)? else {
-                unreachable!()
-            };
-            // a statement parsed again under a name has a new shape
-            sh.stmt_desc.remove(p.name);
-            let stmts = cx.ctx.classify.classify(p.query);
-            let decision = decide_all(cx, pol, &stmts);
-            if decision.action == Action::Deny {
-                // decided at Parse: the statement never reaches the server, even prepared
-                let mut pending = Pending::new(
-                    PendingKind::Extended,
-                    p.query.into(),
-                    stmts,
-                    decision,
-                    sh.batches_sent,
-                );
-                let refusal = admit(cx, pol, st, &mut pending, RecordFrom::Fresh)
-                    .expect_err("a denial is refused");
-                refuse(out, sh, st, pending, &refusal, true)?;
-            } else {
-                st.prepared.insert(
-                    p.name.to_string(),
-                    Prepared {
-                        text: p.query.into(),
-                        stmts,
-                        decision,
-                        record: None,
-                    },
-                );
-                out.extend_from_slice(frame.wire());
-            }
-        }
-        b'B' => {
-            let FrontendMessage::Bind(b) = super::io::frontend(&frame)? else {
-                unreachable!()
-            };
-            let same = st.portals.get(b.portal).is_some_and(|s| {
-                s.statement == b.statement && s.formats.iter().copied().eq(b.result_formats.iter())
-            });
-            if !same {
-                st.portals.insert(
-                    b.portal.to_string(),
-                    Arc::new(ExtShape {
-                        portal: b.portal.to_string(),
-                        statement: b.statement.to_string(),
-                        formats: b.result_formats.iter().collect(),
-                    }),
-                );
-            }
-            sh.portal_desc.remove(b.portal);
-            out.extend_from_slice(frame.wire());
-        }
-        b'E' => {
-            let FrontendMessage::Execute(e) = super::io::frontend(&frame)? else {
-                unreachable!()
-            };
-            let shape = st.portals.get(e.portal).cloned();
-            let prepared = shape.as_ref().and_then(|s| st.prepared.get(&s.statement));
-            let mut record = prepared.and_then(|p| p.record.clone());
-            let (text, stmts, decision) = match prepared {
-                Some(p) => (p.text.clone(), p.stmts.clone(), p.decision.clone()),
-                None => (
-                    Arc::from(""),
-                    Arc::from(Vec::new()),
-                    policy::nothing_to_decide(),
-                ),
-            };
-            let mut pending = Pending::new(
-                PendingKind::Extended,
-                text,
-                stmts,
-                decision,
-                sh.batches_sent,
-            );
-            pending.masker = Cx::masker_for(pol, &pending.decision);
-            let admitted = admit(cx, pol, st, &mut pending, RecordFrom::Cache(&mut record));
-            if let Some(p) = shape
-                .as_ref()
-                .and_then(|s| st.prepared.get_mut(&s.statement))
-            {
-                p.record = record;
-            }
-            // an Execute of a portal never bound: the server answers it with an error
-            pending.shape = Some(shape.unwrap_or_else(|| {
-                Arc::new(ExtShape {
-                    portal: e.portal.to_string(),
-                    statement: String::new(),
-                    formats: Arc::from(Vec::new()),
-                })
-            }));
-            match admitted {
-                Ok(()) if pending.decision.action == Action::Review => {
-                    return Ok(Some(Hold {
-                        frame,
-                        pending,
-                        extended: true,
-                    }));
-                }
-                Ok(()) => {
-                    out.extend_from_slice(frame.wire());
-                    sh.pending.push_back(pending);
-                }
-                // the portal is the client's; run the refusal instead, then skip to Sync
-                Err(refusal) => refuse(out, sh, st, pending, &refusal, true)?,
-            }
-        }
-        b'C' => {
-            if let FrontendMessage::Close(c) = super::io::frontend(&frame)? {
-                match c.target {
-                    Target::Statement => {
-                        st.prepared.remove(c.name);
-                        sh.stmt_desc.remove(c.name);
-                    }
-                    Target::Portal => {
-                        st.portals.remove(c.name);
-                        sh.portal_desc.remove(c.name);
-                    }
-                }
-            }
-            out.extend_from_slice(frame.wire());
-        }
-        b'D' => {
-            if let FrontendMessage::Describe(d) = super::io::frontend(&frame)? {
-                sh.describes
-                    .push_back((sh.batches_sent, d.target, d.name.to_string()));
-            }
-            out.extend_from_slice(frame.wire());
-        }
-        b'S' => {
-            st.skip_until_sync = false;
-            sh.batches_sent += 1;
-            out.extend_from_slice(frame.wire());
-        }
-        b'X' => {
-            st.terminated = true;
-            out.extend_from_slice(frame.wire());
-        }
-        _ => out.extend_from_slice(frame.wire()),
-    }
-    Ok(None)
 }
 
 /// Reads what the peer has sent into `buf`, growing it a chunk at a time; 0 at end of stream.

@@ -9,13 +9,14 @@ fn explain_names_the_deciding_rule_and_why_others_did_not_match() {
     let e = p.explain(&req.input());
     assert_eq!(e.decision, p.decide(&req.input()));
     assert_eq!(e.rule.name, "allow-anonymous-read");
-    assert_eq!(e.rule.index, Some(6));
+    assert_eq!(e.rule.index, Some(7));
     let skipped: Vec<&str> = e.not_matched.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         skipped,
         [
             "deny-drop",
             "deny-truncate",
+            "deny-fastpath",
             "review-unknown",
             "review-without-where",
             "review-anonymous-role-change"
@@ -30,7 +31,7 @@ fn explain_names_the_deciding_rule_and_why_others_did_not_match() {
     let text = e.to_string();
     assert!(text.starts_with("decision: allow\n"), "{text}");
     assert!(
-        text.contains("rule:     allow-anonymous-read (#6, builtin:"),
+        text.contains("rule:     allow-anonymous-read (#7, builtin:"),
         "{text}"
     );
     assert!(
@@ -42,7 +43,7 @@ fn explain_names_the_deciding_rule_and_why_others_did_not_match() {
         "{text}"
     );
     assert!(
-        text.contains("#4 review-without-where (review, line"),
+        text.contains("#5 review-without-where (review, line"),
         "{text}"
     );
     let json = serde_json::to_value(&e).unwrap();

@@ -86,11 +86,13 @@ pub(super) fn on_server_frame(
             sh.swallow -= 1;
             return Ok(());
         }
-        b'C' | b'I' | b's' => {
+        b'C' | b'I' | b's' | b'V' => {
             sh.plan = None;
             let tag = match BackendMessage::parse(frame.raw()).map_err(PgError::UpstreamProtocol)? {
                 BackendMessage::CommandComplete(c) => c.tag.to_string(),
                 BackendMessage::PortalSuspended => "suspended".into(),
+                // a fast-path call's result (forwarded only unmasked by decision)
+                BackendMessage::FunctionCallResponse(_) => "FUNCTION CALL".into(),
                 _ => String::new(),
             };
             complete_front(sh, StatementOutcome::Complete(tag), finished);

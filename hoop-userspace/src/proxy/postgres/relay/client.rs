@@ -1,0 +1,292 @@
+//! The client-to-server direction, message by message: each statement classified, decided and
+//! recorded before it is forwarded (or refused in its place); extended-protocol bookkeeping;
+//! fast-path calls decided like statements; a malformed message answered with a FATAL error.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+
+use super::admit::{RecordFrom, admit, decide_all, refuse};
+use super::events::{ExtShape, Pending, PendingKind};
+use super::hold::Hold;
+use super::{ClientState, Cx, PgError, Prepared, Shared};
+use crate::{
+    classify::Classification,
+    policy::{self, Action, Decision, PolicyState},
+    wire::postgres::{Frame, FrontendMessage, frontend::Target},
+};
+
+pub(super) fn on_client_frame(
+    cx: &Cx<'_>,
+    pol: &Arc<PolicyState>,
+    st: &mut ClientState,
+    sh: &mut Shared,
+    frame: Frame,
+    out: &mut BytesMut,
+) -> Result<Option<Hold>, PgError> {
+    let tag = frame.tag();
+    if st.skip_until_sync && tag != b'S' && tag != b'X' {
+        return Ok(None);
+    }
+    match tag {
+        b'Q' => {
+            let FrontendMessage::Query(q) = super::super::io::frontend(&frame)? else {
+                unreachable!()
+            };
+            let stmts = cx.ctx.classify.classify(q.sql);
+            let memo = st.shape_memo(cx, pol, stmts);
+            let batch = sh.batches_sent;
+            sh.batches_sent += 1;
+            let mut pending = Pending::new(
+                PendingKind::Simple { next: 0 },
+                q.sql.into(),
+                memo.stmts.clone(),
+                memo.decision.clone(),
+                batch,
+            );
+            pending.masker = memo.masker.clone();
+            match admit(cx, pol, st, &mut pending, RecordFrom::Prefix(&memo.prefix)) {
+                Ok(()) if pending.decision.action == Action::Review => {
+                    return Ok(Some(Hold {
+                        frame,
+                        pending,
+                        extended: false,
+                    }));
+                }
+                Ok(()) => {
+                    out.extend_from_slice(frame.wire());
+                    sh.pending.push_back(pending);
+                }
+                Err(refusal) => refuse(out, sh, st, pending, &refusal, false)?,
+            }
+        }
+        b'P' => {
+            let FrontendMessage::Parse(p) = super::super::io::frontend(&frame)? else {
+                unreachable!()
+            };
+            // a statement parsed again under a name has a new shape
+            sh.stmt_desc.remove(p.name);
+            let stmts = cx.ctx.classify.classify(p.query);
+            let decision = decide_all(cx, pol, &stmts);
+            if decision.action == Action::Deny {
+                // decided at Parse: the statement never reaches the server, even prepared
+                let mut pending = Pending::new(
+                    PendingKind::Extended,
+                    p.query.into(),
+                    stmts,
+                    decision,
+                    sh.batches_sent,
+                );
+                let refusal = admit(cx, pol, st, &mut pending, RecordFrom::Fresh)
+                    .expect_err("a denial is refused");
+                refuse(out, sh, st, pending, &refusal, true)?;
+            } else {
+                st.prepared.insert(
+                    p.name.to_string(),
+                    Prepared {
+                        text: p.query.into(),
+                        stmts,
+                        decision,
+                        record: None,
+                    },
+                );
+                out.extend_from_slice(frame.wire());
+            }
+        }
+        b'B' => {
+            let FrontendMessage::Bind(b) = super::super::io::frontend(&frame)? else {
+                unreachable!()
+            };
+            let same = st.portals.get(b.portal).is_some_and(|s| {
+                s.statement == b.statement && s.formats.iter().copied().eq(b.result_formats.iter())
+            });
+            if !same {
+                st.portals.insert(
+                    b.portal.to_string(),
+                    Arc::new(ExtShape {
+                        portal: b.portal.to_string(),
+                        statement: b.statement.to_string(),
+                        formats: b.result_formats.iter().collect(),
+                    }),
+                );
+            }
+            sh.portal_desc.remove(b.portal);
+            out.extend_from_slice(frame.wire());
+        }
+        b'E' => {
+            let FrontendMessage::Execute(e) = super::super::io::frontend(&frame)? else {
+                unreachable!()
+            };
+            let shape = st.portals.get(e.portal).cloned();
+            let prepared = shape.as_ref().and_then(|s| st.prepared.get(&s.statement));
+            let mut record = prepared.and_then(|p| p.record.clone());
+            let (text, stmts, decision) = match prepared {
+                Some(p) => (p.text.clone(), p.stmts.clone(), p.decision.clone()),
+                None => (
+                    Arc::from(""),
+                    Arc::from(Vec::new()),
+                    policy::nothing_to_decide(),
+                ),
+            };
+            let mut pending = Pending::new(
+                PendingKind::Extended,
+                text,
+                stmts,
+                decision,
+                sh.batches_sent,
+            );
+            pending.masker = Cx::masker_for(pol, &pending.decision);
+            let admitted = admit(cx, pol, st, &mut pending, RecordFrom::Cache(&mut record));
+            if let Some(p) = shape
+                .as_ref()
+                .and_then(|s| st.prepared.get_mut(&s.statement))
+            {
+                p.record = record;
+            }
+            // an Execute of a portal never bound: the server answers it with an error
+            pending.shape = Some(shape.unwrap_or_else(|| {
+                Arc::new(ExtShape {
+                    portal: e.portal.to_string(),
+                    statement: String::new(),
+                    formats: Arc::from(Vec::new()),
+                })
+            }));
+            match admitted {
+                Ok(()) if pending.decision.action == Action::Review => {
+                    return Ok(Some(Hold {
+                        frame,
+                        pending,
+                        extended: true,
+                    }));
+                }
+                Ok(()) => {
+                    out.extend_from_slice(frame.wire());
+                    sh.pending.push_back(pending);
+                }
+                // the portal is the client's; run the refusal instead, then skip to Sync
+                Err(refusal) => refuse(out, sh, st, pending, &refusal, true)?,
+            }
+        }
+        b'C' => {
+            if let FrontendMessage::Close(c) = super::super::io::frontend(&frame)? {
+                match c.target {
+                    Target::Statement => {
+                        st.prepared.remove(c.name);
+                        sh.stmt_desc.remove(c.name);
+                    }
+                    Target::Portal => {
+                        st.portals.remove(c.name);
+                        sh.portal_desc.remove(c.name);
+                    }
+                }
+            }
+            out.extend_from_slice(frame.wire());
+        }
+        b'D' => {
+            if let FrontendMessage::Describe(d) = super::super::io::frontend(&frame)? {
+                sh.describes
+                    .push_back((sh.batches_sent, d.target, d.name.to_string()));
+            }
+            out.extend_from_slice(frame.wire());
+        }
+        b'F' => {
+            let FrontendMessage::FunctionCall(f) = super::super::io::frontend(&frame)? else {
+                unreachable!()
+            };
+            // decided, recorded and answered as one request (the server ends it with
+            // ReadyForQuery, as a simple Query)
+            let text: Arc<str> = format!(
+                "-- fast-path function call: function oid {}, {} argument(s)",
+                f.function_oid,
+                f.args.len()
+            )
+            .into();
+            let stmts: Arc<[Classification]> = Arc::from([Classification::fastpath(text.len())]);
+            let decision = unmaskable(decide_all(cx, pol, &stmts), pol);
+            let batch = sh.batches_sent;
+            sh.batches_sent += 1;
+            let mut pending = Pending::new(
+                PendingKind::Simple { next: 0 },
+                text,
+                stmts,
+                decision,
+                batch,
+            );
+            match admit(cx, pol, st, &mut pending, RecordFrom::Fresh) {
+                Ok(()) if pending.decision.action == Action::Review => {
+                    return Ok(Some(Hold {
+                        frame,
+                        pending,
+                        extended: false,
+                    }));
+                }
+                Ok(()) => {
+                    out.extend_from_slice(frame.wire());
+                    sh.pending.push_back(pending);
+                }
+                Err(refusal) => refuse(out, sh, st, pending, &refusal, false)?,
+            }
+        }
+        b'S' => {
+            st.skip_until_sync = false;
+            sh.batches_sent += 1;
+            out.extend_from_slice(frame.wire());
+        }
+        b'X' => {
+            st.terminated = true;
+            out.extend_from_slice(frame.wire());
+        }
+        _ => out.extend_from_slice(frame.wire()),
+    }
+    Ok(None)
+}
+
+/// Ends the session on a message hoopd will not take, telling the client why first (as
+/// PostgreSQL does with a FATAL error, not a bare disconnect): SQLSTATE 54000 for a message
+/// over the size limit, naming the setting; 08P01 for anything else malformed. Sent under the
+/// client's write lock, so it lands between the server's frames.
+pub(super) async fn tell_client(cx: &Cx<'_>, e: crate::wire::postgres::DecodeError) -> PgError {
+    use crate::wire::postgres::DecodeError;
+    let (code, message) = match &e {
+        DecodeError::TooLong { len, limit, .. } => (
+            "54000",
+            format!(
+                "hoop: a message of {len} bytes exceeds the limit of {limit} bytes ([proxy] max_client_message_bytes)"
+            ),
+        ),
+        other => ("08P01", format!("hoop: invalid message: {other}")),
+    };
+    let mut out = BytesMut::new();
+    let notice = crate::wire::postgres::backend::ErrorNotice {
+        severity: crate::wire::postgres::backend::Severity::Fatal,
+        code,
+        message: &message,
+        detail: None,
+        hint: None,
+    };
+    if notice.encode_error(&mut out).is_ok() {
+        let mut wr = cx.client_wr.lock().await;
+        let _ = wr.write_all(&out).await;
+        let _ = wr.flush().await;
+    }
+    PgError::ClientProtocol(e)
+}
+
+/// A fast-path call's result is one value with no column, so no masking profile can apply to
+/// it: forwarded only under a decision whose profile is `none`. Allowed (or sent to review)
+/// under any other profile, it is denied instead — fail closed, never unmasked by accident.
+fn unmaskable(decision: Decision, pol: &PolicyState) -> Decision {
+    if decision.action == Action::Deny || Cx::masker_for(pol, &decision).is_none() {
+        return decision;
+    }
+    let profile = decision.mask.as_deref().unwrap_or("default");
+    Decision {
+        action: Action::Deny,
+        message: Some(format!(
+            "hoop: a fast-path function call's result cannot be masked; refused under masking profile {profile} (rule {}); a rule with mask = \"none\" can allow it",
+            decision.rule
+        )),
+        ..decision
+    }
+}
