@@ -131,6 +131,7 @@ impl Node {
 
 mod fastpath;
 mod masking;
+mod startup;
 
 /// The built-in policy (no `[policy]` configured) for an anonymous workload: reads allowed and
 /// masked, DROP denied naming the rule, other writes held for approval (and run once approved).
@@ -512,6 +513,7 @@ fn main() {
             ("check_and_explain", check_and_explain),
             ("identity_rules", identity_rules),
             ("fastpath_calls", fastpath::fastpath_calls),
+            ("startup_role_decided", startup::startup_role_decided),
         ],
     )
 }

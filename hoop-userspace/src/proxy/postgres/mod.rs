@@ -11,6 +11,7 @@ mod auth;
 mod cancel;
 mod io;
 mod relay;
+mod settings;
 mod startup;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -140,7 +141,7 @@ pub async fn run(
 ) -> Result<(), PgError> {
     let started = tokio::time::timeout(
         settings.startup,
-        start(ctx, session, client, host_hint, settings.connect),
+        start(ctx, services, session, client, host_hint, settings.connect),
     )
     .await
     .map_err(|_| PgError::StartupTimeout(settings.startup))??;
@@ -156,6 +157,7 @@ pub async fn run(
 /// parameters, or `None` when the connection carried a cancel request (forwarded).
 async fn start(
     ctx: &Arc<PgContext>,
+    services: Services<'_>,
     session: &Arc<Session>,
     client: TcpStream,
     host_hint: Option<String>,
@@ -189,11 +191,17 @@ async fn start(
             Ok(None)
         }
         startup::Opening::Startup {
-            client,
+            mut client,
             version,
             params,
             buffered,
         } => {
+            // a role asked for at startup is decided as the SET it stands for
+            let pol = services.policy.read().unwrap().clone();
+            if let Some(message) = settings::refusal(&ctx.classify, &pol, session, &params) {
+                startup::refuse_client(&mut client, "42501", &message).await;
+                return Err(PgError::ClientRefused(message));
+            }
             let server = startup::connect_upstream(&upstream).await?;
             let start = auth::Start {
                 version,
