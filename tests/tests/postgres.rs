@@ -64,6 +64,19 @@ impl Proxy {
         run_with_stdin(cmd, stdin)
     }
 
+    /// hoopd still serves a client: psql gets an answer through it.
+    fn check_alive(&self) -> Result<(), Failed> {
+        let (ok, out, err) = self.psql(
+            &conninfo("postgres", "require"),
+            pg::PASSWORD,
+            &["-Atc", "SELECT 'alive'"],
+            None,
+        );
+        check(ok && out.trim() == "alive", || {
+            format!("hoopd unusable: {out} {err}")
+        })
+    }
+
     fn statements(&self) -> Vec<Value> {
         self.hoopd.logs_matching(|v| v["event"] == "statement")
     }
@@ -416,15 +429,7 @@ fn malformed_input_survived(pg: &Postgres) -> Result<(), Failed> {
             format!("{bytes:?}: {lines:?}")
         })?;
     }
-    let (ok, out, err) = p.psql(
-        &conninfo("postgres", "require"),
-        pg::PASSWORD,
-        &["-Atc", "SELECT 'alive'"],
-        None,
-    );
-    check(ok && out.trim() == "alive", || {
-        format!("hoopd unusable after bad input: {err}")
-    })
+    p.check_alive()
 }
 
 /// A client that connects and sends nothing is disconnected after `[proxy]
@@ -471,13 +476,7 @@ fn stalled_startup_disconnected(pg: &Postgres) -> Result<(), Failed> {
         format!("the stalled connection was still served: {line}")
     })?;
     // a client that goes on at once is unaffected
-    let (ok, out, err) = p.psql(
-        &conninfo("postgres", "require"),
-        pg::PASSWORD,
-        &["-Atc", "SELECT 'alive'"],
-        None,
-    );
-    check(ok && out.trim() == "alive", || err)
+    p.check_alive()
 }
 
 /// A client message over `[proxy] max_client_message_bytes` ends the session with a FATAL
@@ -507,8 +506,7 @@ fn oversized_message_refused(pg: &Postgres) -> Result<(), Failed> {
                 .contains("exceeds the limit of 1048576 bytes ([proxy] max_client_message_bytes)"),
         || format!("a 1.1 MB query over the limit: {out} {err}"),
     )?;
-    let (ok, out, err) = p.psql(&ci, pg::PASSWORD, &["-Atc", "SELECT 'alive'"], None);
-    check(ok && out.trim() == "alive", || err)
+    p.check_alive()
 }
 
 fn main() {

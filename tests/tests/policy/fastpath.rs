@@ -38,20 +38,25 @@ impl Node {
     }
 }
 
+/// One call refused with SQLSTATE 42501 and a message containing `why`, then the session's
+/// next query answered.
+fn refused_then_usable(lines: &[Value], why: &str) -> bool {
+    lines.len() == 2
+        && lines[0]["error"]["code"] == "42501"
+        && lines[0]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(why))
+        && lines[1]["after"] == "usable"
+}
+
 pub fn fastpath_calls(pg: &Postgres) -> Result<(), Failed> {
     let call = format!("{INT4PL}:1,2");
     // built-in policy: denied by its rule, recorded, the session goes on
     let n = Node::start_with_policy("pol-fastpath", 19509, pg, "", None);
     let lines = n.fastpath(&[&call]);
-    check(
-        lines.len() == 2
-            && lines[0]["error"]["code"] == "42501"
-            && lines[0]["error"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("deny-fastpath"))
-            && lines[1]["after"] == "usable",
-        || format!("built-in policy: {lines:?}"),
-    )?;
+    check(refused_then_usable(&lines, "deny-fastpath"), || {
+        format!("built-in policy: {lines:?}")
+    })?;
     let records = n.fastpath_records();
     check(
         records.len() == 1
@@ -73,15 +78,9 @@ pub fn fastpath_calls(pg: &Postgres) -> Result<(), Failed> {
     // allowed, but under a masking profile: refused, saying why
     let n = Node::start("pol-fastpath-masked", 19510, pg, "");
     let lines = n.fastpath(&[&call]);
-    check(
-        lines.len() == 2
-            && lines[0]["error"]["code"] == "42501"
-            && lines[0]["error"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("cannot be masked"))
-            && lines[1]["after"] == "usable",
-        || format!("allowed under masking: {lines:?}"),
-    )?;
+    check(refused_then_usable(&lines, "cannot be masked"), || {
+        format!("allowed under masking: {lines:?}")
+    })?;
 
     // allowed with mask = "none": the call runs and its result comes back
     let policy = "[[rule]]\nname = \"fastpath-ok\"\naction = \"allow\"\nstatements = [\"fastpath\"]\n\

@@ -83,6 +83,11 @@ impl Node {
     }
 
     fn psql(&self, sql: &str) -> (bool, String, String) {
+        self.psql_with_env(sql, &[])
+    }
+
+    /// `psql` with more environment (e.g. `PGOPTIONS`).
+    fn psql_with_env(&self, sql: &str, env: &[(&str, &str)]) -> (bool, String, String) {
         let out = self
             .env
             .cgroup
@@ -92,6 +97,7 @@ impl Node {
             ))
             .args(["-X", "-At", "-v", "VERBOSITY=verbose", "-c", sql])
             .env("PGPASSWORD", pg::PASSWORD)
+            .envs(env.iter().copied())
             .output()
             .expect("psql");
         (

@@ -8,23 +8,7 @@ use super::*;
 impl Node {
     /// psql in the cgroup with `PGOPTIONS`: (success, stdout, stderr).
     fn psql_with_options(&self, options: &str, sql: &str) -> (bool, String, String) {
-        let out = self
-            .env
-            .cgroup
-            .command("psql")
-            .arg(format!(
-                "host={HOST} port={PORT} user=postgres dbname=postgres sslmode=require"
-            ))
-            .args(["-X", "-At", "-v", "VERBOSITY=verbose", "-c", sql])
-            .env("PGPASSWORD", pg::PASSWORD)
-            .env("PGOPTIONS", options)
-            .output()
-            .expect("psql");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        self.psql_with_env(sql, &[("PGOPTIONS", options)])
     }
 }
 

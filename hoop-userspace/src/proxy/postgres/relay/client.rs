@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use super::admit::{RecordFrom, admit, decide_all, refuse};
+use super::admit::{RecordFrom, Refusal, admit, decide_all, refuse};
 use super::events::{ExtShape, Pending, PendingKind};
 use super::hold::Hold;
 use super::{ClientState, Cx, PgError, Prepared, Shared};
@@ -46,20 +46,8 @@ pub(super) fn on_client_frame(
                 batch,
             );
             pending.masker = memo.masker.clone();
-            match admit(cx, pol, st, &mut pending, RecordFrom::Prefix(&memo.prefix)) {
-                Ok(()) if pending.decision.action == Action::Review => {
-                    return Ok(Some(Hold {
-                        frame,
-                        pending,
-                        extended: false,
-                    }));
-                }
-                Ok(()) => {
-                    out.extend_from_slice(frame.wire());
-                    sh.pending.push_back(pending);
-                }
-                Err(refusal) => refuse(out, sh, st, pending, &refusal, false)?,
-            }
+            let admitted = admit(cx, pol, st, &mut pending, RecordFrom::Prefix(&memo.prefix));
+            return settle(admitted, frame, pending, false, out, sh, st);
         }
         b'P' => {
             let FrontendMessage::Parse(p) = super::super::io::frontend(&frame)? else {
@@ -152,21 +140,8 @@ pub(super) fn on_client_frame(
                     formats: Arc::from(Vec::new()),
                 })
             }));
-            match admitted {
-                Ok(()) if pending.decision.action == Action::Review => {
-                    return Ok(Some(Hold {
-                        frame,
-                        pending,
-                        extended: true,
-                    }));
-                }
-                Ok(()) => {
-                    out.extend_from_slice(frame.wire());
-                    sh.pending.push_back(pending);
-                }
-                // the portal is the client's; run the refusal instead, then skip to Sync
-                Err(refusal) => refuse(out, sh, st, pending, &refusal, true)?,
-            }
+            // refused: the portal is the client's; the refusal runs instead, then skip to Sync
+            return settle(admitted, frame, pending, true, out, sh, st);
         }
         b'C' => {
             if let FrontendMessage::Close(c) = super::super::io::frontend(&frame)? {
@@ -213,20 +188,8 @@ pub(super) fn on_client_frame(
                 decision,
                 batch,
             );
-            match admit(cx, pol, st, &mut pending, RecordFrom::Fresh) {
-                Ok(()) if pending.decision.action == Action::Review => {
-                    return Ok(Some(Hold {
-                        frame,
-                        pending,
-                        extended: false,
-                    }));
-                }
-                Ok(()) => {
-                    out.extend_from_slice(frame.wire());
-                    sh.pending.push_back(pending);
-                }
-                Err(refusal) => refuse(out, sh, st, pending, &refusal, false)?,
-            }
+            let admitted = admit(cx, pol, st, &mut pending, RecordFrom::Fresh);
+            return settle(admitted, frame, pending, false, out, sh, st);
         }
         b'S' => {
             st.skip_until_sync = false;
@@ -271,6 +234,32 @@ pub(super) async fn tell_client(cx: &Cx<'_>, e: crate::wire::postgres::DecodeErr
         let _ = wr.flush().await;
     }
     PgError::ClientProtocol(e)
+}
+
+/// What becomes of an admitted request (a Query, an Execute, a fast-path call): held for
+/// review (later messages wait behind it), forwarded and awaited, or refused in its place.
+fn settle(
+    admitted: Result<(), Refusal>,
+    frame: Frame,
+    pending: Pending,
+    extended: bool,
+    out: &mut BytesMut,
+    sh: &mut Shared,
+    st: &mut ClientState,
+) -> Result<Option<Hold>, PgError> {
+    match admitted {
+        Ok(()) if pending.decision.action == Action::Review => Ok(Some(Hold {
+            frame,
+            pending,
+            extended,
+        })),
+        Ok(()) => {
+            out.extend_from_slice(frame.wire());
+            sh.pending.push_back(pending);
+            Ok(None)
+        }
+        Err(refusal) => refuse(out, sh, st, pending, &refusal, extended).map(|()| None),
+    }
 }
 
 /// A fast-path call's result is one value with no column, so no masking profile can apply to
