@@ -4,7 +4,9 @@ use pg_query::NodeEnum as N;
 use pg_query::protobuf::VariableSetKind;
 
 use super::walk::{self, RelRef};
-use super::{Access, Classification, ObjectKind, ObjectRef, Span, StatementKind as K, ddl};
+use super::{
+    Access, Classification, ObjectKind, ObjectRef, PreparedOp, Span, StatementKind as K, ddl,
+};
 
 /// (struct, field) positions whose relation is written, created or altered.
 const WRITE_TARGETS: &[(&str, &str)] = &[
@@ -76,18 +78,33 @@ fn classify_walked(node: &N, span: Span, w: &walk::Walk) -> Classification {
         N::PrepareStmt(s) => {
             c.kind = K::Prepare;
             c.inner = inner_kind(s.query.as_deref());
+            c.prepared = Some(PreparedOp::Define(s.name.as_str().into()));
         }
         N::CreateTableAsStmt(s) => {
             c.kind = K::Create;
             c.inner = inner_kind(s.query.as_deref());
+            // CREATE TABLE … AS EXECUTE name
+            if let Some(N::ExecuteStmt(e)) = s.query.as_deref().and_then(|q| q.node.as_ref()) {
+                c.prepared = Some(PreparedOp::Run(e.name.as_str().into()));
+            }
         }
         N::DeclareCursorStmt(s) => {
             c.kind = K::Cursor;
             c.inner = inner_kind(s.query.as_deref());
         }
         N::FetchStmt(_) | N::ClosePortalStmt(_) => c.kind = K::Cursor,
-        N::ExecuteStmt(_) => c.kind = K::Execute,
-        N::DeallocateStmt(_) => c.kind = K::Deallocate,
+        N::ExecuteStmt(s) => {
+            c.kind = K::Execute;
+            c.prepared = Some(PreparedOp::Run(s.name.as_str().into()));
+        }
+        N::DeallocateStmt(s) => {
+            c.kind = K::Deallocate;
+            c.prepared = Some(if s.isall || s.name.is_empty() {
+                PreparedOp::DropAll
+            } else {
+                PreparedOp::Drop(s.name.as_str().into())
+            });
+        }
         N::TransactionStmt(_) => c.kind = K::Transaction,
         N::VariableSetStmt(s) => {
             let reset = matches!(
@@ -146,6 +163,12 @@ fn classify_walked(node: &N, span: Span, w: &walk::Walk) -> Classification {
             }
         }
         N::TruncateStmt(_) => c.kind = K::Truncate,
+        N::DiscardStmt(s) => {
+            c.kind = K::Utility;
+            if s.target == pg_query::protobuf::DiscardMode::DiscardAll as i32 {
+                c.prepared = Some(PreparedOp::DropAll);
+            }
+        }
         other => {
             if !ddl::classify(other, &mut c) {
                 c.kind = match w.root {

@@ -180,7 +180,8 @@ impl StatementKind {
     }
 
     /// Rank for "most consequential effect wins" among data-modifying kinds.
-    fn dml_rank(self) -> Option<u8> {
+    /// Data-changing weight: select < insert < update < merge < delete; other kinds none.
+    pub(crate) fn dml_rank(self) -> Option<u8> {
         match self {
             StatementKind::Select => Some(0),
             StatementKind::Insert => Some(1),
@@ -266,7 +267,23 @@ pub struct Classification {
     pub copy_program: bool,
     /// EXPLAIN ANALYZE: the explained statement really runs.
     pub explain_analyze: bool,
+    /// What the statement does to the session's prepared statements (PREPARE, EXECUTE,
+    /// DEALLOCATE, DISCARD ALL): one namespace with the protocol's named statements.
+    pub prepared: Option<PreparedOp>,
     pub span: Span,
+}
+
+/// A statement's effect on the session's prepared statements, by name (as PostgreSQL folds it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PreparedOp {
+    /// PREPARE name AS …: the statement's `inner`, `objects` and `has_where` describe it.
+    Define(Box<str>),
+    /// EXECUTE name (also in CREATE TABLE AS and EXPLAIN ANALYZE): runs what `name` holds.
+    Run(Box<str>),
+    /// DEALLOCATE name.
+    Drop(Box<str>),
+    /// DEALLOCATE ALL, DISCARD ALL.
+    DropAll,
 }
 
 impl Classification {
@@ -279,6 +296,7 @@ impl Classification {
             row_locks: false,
             copy_program: false,
             explain_analyze: false,
+            prepared: None,
             span,
         }
     }
@@ -288,10 +306,25 @@ impl Classification {
         Self::new(StatementKind::Fastpath, Span { start: 0, end: len })
     }
 
+    /// The kind of statement this one runs or keeps to run besides its own: the statement of a
+    /// PREPARE or an EXECUTE (resolved), the query of CREATE TABLE AS, DECLARE CURSOR and
+    /// COPY; not the statement a plan-only EXPLAIN describes without running it.
+    pub fn wrapped(&self) -> Option<StatementKind> {
+        match self.kind {
+            StatementKind::Explain => None,
+            _ => self.inner,
+        }
+    }
+
     /// Objects with the given access.
     pub fn objects_with(&self, access: Access) -> impl Iterator<Item = &ObjectRef> {
         self.objects.iter().filter(move |o| o.access == access)
     }
+}
+
+/// Sorts and deduplicates a statement's objects.
+pub fn dedupe_objects(objects: &mut Vec<ObjectRef>) {
+    kind::dedupe(objects);
 }
 
 /// Classifies every statement in `sql`. Never panics: input that libpg_query

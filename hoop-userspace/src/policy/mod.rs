@@ -145,17 +145,26 @@ pub struct Request<'a> {
 /// Decides one statement: the target's shorthand lists, then the policy.
 pub fn decide(state: &PolicyState, req: &Request<'_>) -> Decision {
     let kind = req.statement.kind.as_str();
+    // a listed kind also matches where it runs wrapped: PREPARE p AS DELETE, EXECUTE of a
+    // prepared DELETE, CREATE TABLE AS SELECT
+    let wrapped = req.statement.wrapped().map(|k| k.as_str());
     let t = req.target;
     let shorthand = |list: &[String], action: Action, field: &str| {
-        list.iter().any(|k| k == kind).then(|| {
-            let rule = format!("target:{}/{field}:{kind}", t.name);
-            Decision {
-                action,
-                message: (action == Action::Deny)
-                    .then(|| format!("hoop: {kind} statement denied by rule {rule}")),
-                rule: rule.into(),
-                mask: Some(Arc::from("default")),
-            }
+        let hit = list
+            .iter()
+            .find(|k| *k == kind || wrapped == Some(k.as_str()))?;
+        let rule = format!("target:{}/{field}:{hit}", t.name);
+        let what = if hit == kind {
+            format!("{kind} statement")
+        } else {
+            format!("{hit} statement (in {kind})")
+        };
+        Some(Decision {
+            action,
+            message: (action == Action::Deny)
+                .then(|| format!("hoop: {what} denied by rule {rule}")),
+            rule: rule.into(),
+            mask: Some(Arc::from("default")),
         })
     };
     if let Some(d) = shorthand(&t.deny_statements, Action::Deny, "deny_statements") {
@@ -237,5 +246,71 @@ fn qualified(o: &ObjectRef) -> String {
     match &o.schema {
         Some(s) => format!("{s}.{}", o.name),
         None => o.name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::ProcessFacts;
+
+    /// The target shorthands also catch a listed kind wrapped in a statement that runs or keeps
+    /// it (PREPARE, CREATE TABLE AS, DECLARE CURSOR), not in a plan-only EXPLAIN.
+    #[test]
+    fn shorthands_catch_wrapped_kinds() {
+        let target: Target = toml::from_str(
+            r#"name = "db"
+protocol = "postgres"
+ports = [5432]
+deny_statements = ["delete"]
+review_statements = ["select"]"#,
+        )
+        .unwrap();
+        let state = PolicyState::builtin();
+        let (process, identity) = (ProcessFacts::default(), Identity::anonymous("test"));
+        let decide_sql = |sql: &str| {
+            let c = crate::classify::classify(sql).remove(0);
+            let d = decide(
+                &state,
+                &Request {
+                    target: &target,
+                    process: &process,
+                    identity: &identity,
+                    database: None,
+                    user: None,
+                    statement: &c,
+                },
+            );
+            (d.action, d.rule.to_string(), d.message)
+        };
+        let (action, rule, message) = decide_sql("PREPARE p AS DELETE FROM t WHERE id = $1");
+        assert_eq!(
+            (action, rule.as_str()),
+            (Action::Deny, "target:db/deny_statements:delete")
+        );
+        assert_eq!(
+            message.as_deref(),
+            Some(
+                "hoop: delete statement (in prepare) denied by rule target:db/deny_statements:delete"
+            )
+        );
+        assert_eq!(decide_sql("DELETE FROM t").0, Action::Deny);
+        assert_eq!(
+            decide_sql("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d").0,
+            Action::Deny
+        );
+        for sql in [
+            "CREATE TABLE x AS SELECT * FROM t",
+            "DECLARE c CURSOR FOR SELECT 1",
+            "PREPARE q AS SELECT 1",
+        ] {
+            assert_eq!(
+                decide_sql(sql).1,
+                "target:db/review_statements:select",
+                "{sql}"
+            );
+        }
+        // a plan runs nothing
+        assert_eq!(decide_sql("EXPLAIN DELETE FROM t").1, "allow-anonymous-read");
     }
 }

@@ -1,6 +1,6 @@
 //! DDL, DCL, session, utility statements and the cache.
 use super::{check, objs, one};
-use crate::classify::{ClassifyCache, StatementKind as K};
+use crate::classify::{ClassifyCache, PreparedOp, StatementKind as K};
 
 #[test]
 fn drop_and_truncate_record_their_objects() {
@@ -200,8 +200,32 @@ fn prepare_execute_explain_cursor() {
         &["rel:w:t"],
     );
     assert_eq!((c.inner, c.has_where), (Some(K::Delete), Some(true)));
-    check("EXECUTE del(1)", K::Execute, &[]);
-    check("DEALLOCATE ALL", K::Deallocate, &[]);
+    assert_eq!(c.prepared, Some(PreparedOp::Define("del".into())));
+    let c = check("EXECUTE del(1)", K::Execute, &[]);
+    assert_eq!(c.prepared, Some(PreparedOp::Run("del".into())));
+    // names fold as PostgreSQL folds them
+    assert_eq!(
+        one("execute \"Del\"").prepared,
+        Some(PreparedOp::Run("Del".into()))
+    );
+    assert_eq!(
+        one("EXECUTE DEL").prepared,
+        Some(PreparedOp::Run("del".into()))
+    );
+    let c = check("CREATE TABLE x AS EXECUTE del(1)", K::Create, &["rel:w:x"]);
+    assert_eq!(c.prepared, Some(PreparedOp::Run("del".into())));
+    let c = one("EXPLAIN ANALYZE EXECUTE del(1)");
+    assert_eq!(
+        (c.kind, c.prepared),
+        (K::Execute, Some(PreparedOp::Run("del".into())))
+    );
+    let c = check("DEALLOCATE ALL", K::Deallocate, &[]);
+    assert_eq!(c.prepared, Some(PreparedOp::DropAll));
+    let c = check("DEALLOCATE PREPARE del", K::Deallocate, &[]);
+    assert_eq!(c.prepared, Some(PreparedOp::Drop("del".into())));
+    assert_eq!(one("DISCARD ALL").prepared, Some(PreparedOp::DropAll));
+    assert_eq!(one("DISCARD PLANS").prepared, None);
+    assert_eq!(one("SELECT 1").prepared, None);
     let c = check("EXPLAIN DELETE FROM t", K::Explain, &["rel:r:t"]);
     assert_eq!((c.inner, c.explain_analyze), (Some(K::Delete), false));
     let c = check(

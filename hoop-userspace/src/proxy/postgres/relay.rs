@@ -15,6 +15,10 @@
 //! expired, it is refused as a denial is. In the extended protocol the hold is on Execute (a
 //! Parse runs nothing), so every execution of a reviewed prepared statement is approved on its
 //! own. A client that goes away while waiting withdraws the request.
+//!
+//! What a prepared statement runs is decided as what it is, whichever way it is run: the
+//! protocol's named statements and SQL's PREPARE share one namespace, tracked as the server
+//! holds it ([`prepared`]).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -40,10 +44,11 @@ mod admit;
 mod client;
 mod events;
 mod hold;
+mod prepared;
 mod results;
 mod server;
 
-use admit::{RecordCache, Refusal, decide_all, refuse};
+use admit::{Refusal, decide_all, refuse};
 
 use client::{on_client_frame, tell_client};
 use events::{ExtShape, Pending, StatementOutcome};
@@ -57,8 +62,13 @@ const POSTGRES: crate::config::Protocol = crate::config::Protocol::Postgres;
 #[derive(Default)]
 struct Shared {
     pending: VecDeque<Pending>,
-    /// ParseComplete/BindComplete of replacement statements, not to be shown to the client.
+    /// BindComplete of replacement statements, not to be shown to the client.
     swallow: usize,
+    /// Parse and Close answers the server owes: (batch, what).
+    expects: VecDeque<(u64, Expect)>,
+    /// The session's prepared statements as the server holds them (both directions: admitted
+    /// by the client's, confirmed by the server's).
+    registry: prepared::Registry,
     /// Batches (a Query, or messages up to Sync) the client has closed.
     batches_sent: u64,
     /// Batches the server has answered (ReadyForQuery seen).
@@ -76,20 +86,20 @@ struct Shared {
     plan_memo: Option<(results::PlanKey, Arc<RowPlan>)>,
 }
 
-struct Prepared {
-    text: Arc<str>,
-    stmts: Arc<[Classification]>,
-    /// Allow or review (a denied Parse never reaches the server).
-    decision: Decision,
-    /// Its executions' request record, encoded at the first one (every Execute appends the same
-    /// event), and the policy it was masked under: a reload encodes it again.
-    record: Option<RecordCache>,
+/// A protocol message whose answer (ParseComplete, CloseComplete) the server owes, in the
+/// order the answers come.
+enum Expect {
+    /// The client's Parse: a named statement's definition, confirmed by ParseComplete.
+    Parse(Option<prepared::OpId>),
+    /// The Parse of a refusal hoopd staged: its ParseComplete is not shown to the client.
+    OurParse,
+    /// The client's Close: of a named statement, confirmed by CloseComplete.
+    Close(Option<prepared::OpId>),
 }
 
 /// Client-side bookkeeping of the extended protocol.
 #[derive(Default)]
 struct ClientState {
-    prepared: HashMap<String, Prepared>,
     /// Bound portals: the statement each was bound from and the result formats its Bind asked
     /// for (a Bind identical to the portal's last one keeps it: no allocation per execution).
     portals: HashMap<String, Arc<ExtShape>>,

@@ -54,6 +54,22 @@ pub(super) fn decide_all(cx: &Cx<'_>, pol: &PolicyState, stmts: &[Classification
     review.or(first).unwrap_or_else(policy::nothing_to_decide)
 }
 
+/// The stricter of two decisions, as over a string's statements: a denial wins, then a review;
+/// of two allows, the one whose response is masked.
+pub(super) fn stricter(a: Decision, b: Decision) -> Decision {
+    let rank = |d: &Decision| match d.action {
+        Action::Deny => 2,
+        Action::Review => 1,
+        _ => 0,
+    };
+    match rank(&a).cmp(&rank(&b)) {
+        std::cmp::Ordering::Less => b,
+        std::cmp::Ordering::Greater => a,
+        std::cmp::Ordering::Equal if a.mask.is_none() && b.mask.is_some() => b,
+        std::cmp::Ordering::Equal => a,
+    }
+}
+
 /// Runs the refusal in the request's place. Simple protocol: a Query. Extended protocol: an
 /// unnamed Parse/Bind/Execute whose ParseComplete and BindComplete are swallowed; the client's
 /// messages up to Sync are skipped, as the server itself would after an error.
@@ -65,6 +81,8 @@ pub(super) fn refuse(
     refusal: &Refusal,
     extended: bool,
 ) -> Result<(), PgError> {
+    // either way the refusal replaces the unnamed statement, as the client's own would
+    sh.registry.forget_unnamed();
     if !extended {
         Query {
             sql: &refusal.sql(),
@@ -80,7 +98,8 @@ pub(super) fn refuse(
         max_rows: 0,
     }
     .encode(out)?;
-    sh.swallow += 2;
+    sh.expects.push_back((sh.batches_sent, super::Expect::OurParse));
+    sh.swallow += 1;
     st.skip_until_sync = true;
     sh.pending.push_back(pending.refused(refusal.code));
     Ok(())

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use super::admit::{RecordFrom, Refusal, admit, decide_all, refuse};
+use super::admit::{RecordFrom, Refusal, admit, decide_all, refuse, stricter};
 use super::events::{ExtShape, Pending, PendingKind};
 use super::hold::Hold;
-use super::{ClientState, Cx, PgError, Prepared, Shared};
+use super::prepared::{Def, OpId, Resolved, defined_by, running};
+use super::{ClientState, Cx, Expect, PgError, Shared};
 use crate::{
-    classify::Classification,
+    classify::{Classification, PreparedOp},
     policy::{self, Action, Decision, PolicyState},
     wire::postgres::{Frame, FrontendMessage, frontend::Target},
 };
@@ -35,9 +36,27 @@ pub(super) fn on_client_frame(
                 unreachable!()
             };
             let stmts = cx.ctx.classify.classify(q.sql);
-            let memo = st.shape_memo(cx, pol, stmts);
             let batch = sh.batches_sent;
             sh.batches_sent += 1;
+            // a simple Query destroys the unnamed statement
+            sh.registry.forget_unnamed();
+            if stmts.iter().any(|c| c.prepared.is_some()) {
+                // PREPARE, EXECUTE, DEALLOCATE: decided with what they define and run
+                let sql = sql_prepared(cx, pol, sh, &stmts, q.sql, batch);
+                let decision = stricter(decide_all(cx, pol, &sql.stmts), sql.floor);
+                let mut pending = Pending::new(
+                    PendingKind::Simple { next: 0 },
+                    q.sql.into(),
+                    sql.stmts,
+                    decision,
+                    batch,
+                );
+                pending.masker = Cx::masker_for(pol, &pending.decision);
+                pending.ops = sql.ops;
+                let admitted = admit(cx, pol, st, &mut pending, RecordFrom::Fresh);
+                return settle(admitted, frame, pending, false, out, sh, st);
+            }
+            let memo = st.shape_memo(cx, pol, stmts);
             let mut pending = Pending::new(
                 PendingKind::Simple { next: 0 },
                 q.sql.into(),
@@ -70,15 +89,9 @@ pub(super) fn on_client_frame(
                     .expect_err("a denial is refused");
                 refuse(out, sh, st, pending, &refusal, true)?;
             } else {
-                st.prepared.insert(
-                    p.name.to_string(),
-                    Prepared {
-                        text: p.query.into(),
-                        stmts,
-                        decision,
-                        record: None,
-                    },
-                );
+                let def = Def::new(p.query.into(), stmts, decision);
+                let op = sh.registry.define(p.name, sh.batches_sent, def);
+                sh.expects.push_back((sh.batches_sent, Expect::Parse(op)));
                 out.extend_from_slice(frame.wire());
             }
         }
@@ -86,8 +99,12 @@ pub(super) fn on_client_frame(
             let FrontendMessage::Bind(b) = super::super::io::frontend(&frame)? else {
                 unreachable!()
             };
+            // the portal keeps what the statement holds now
+            let def = sh.registry.resolve(b.statement, sh.batches_sent);
             let same = st.portals.get(b.portal).is_some_and(|s| {
-                s.statement == b.statement && s.formats.iter().copied().eq(b.result_formats.iter())
+                s.statement == b.statement
+                    && s.def.same(&def)
+                    && s.formats.iter().copied().eq(b.result_formats.iter())
             });
             if !same {
                 st.portals.insert(
@@ -96,6 +113,7 @@ pub(super) fn on_client_frame(
                         portal: b.portal.to_string(),
                         statement: b.statement.to_string(),
                         formats: b.result_formats.iter().collect(),
+                        def,
                     }),
                 );
             }
@@ -106,55 +124,77 @@ pub(super) fn on_client_frame(
             let FrontendMessage::Execute(e) = super::super::io::frontend(&frame)? else {
                 unreachable!()
             };
-            let shape = st.portals.get(e.portal).cloned();
-            let prepared = shape.as_ref().and_then(|s| st.prepared.get(&s.statement));
-            let mut record = prepared.and_then(|p| p.record.clone());
-            let (text, stmts, decision) = match prepared {
-                Some(p) => (p.text.clone(), p.stmts.clone(), p.decision.clone()),
-                None => (
-                    Arc::from(""),
-                    Arc::from(Vec::new()),
-                    policy::nothing_to_decide(),
-                ),
-            };
-            let mut pending = Pending::new(
-                PendingKind::Extended,
-                text,
-                stmts,
-                decision,
-                sh.batches_sent,
-            );
-            pending.masker = Cx::masker_for(pol, &pending.decision);
-            let admitted = admit(cx, pol, st, &mut pending, RecordFrom::Cache(&mut record));
-            if let Some(p) = shape
-                .as_ref()
-                .and_then(|s| st.prepared.get_mut(&s.statement))
-            {
-                p.record = record;
-            }
             // an Execute of a portal never bound: the server answers it with an error
-            pending.shape = Some(shape.unwrap_or_else(|| {
+            let shape = st.portals.get(e.portal).cloned().unwrap_or_else(|| {
                 Arc::new(ExtShape {
                     portal: e.portal.to_string(),
                     statement: String::new(),
                     formats: Arc::from(Vec::new()),
+                    def: Resolved::Missing,
                 })
-            }));
+            });
+            let batch = sh.batches_sent;
+            let mut record = None;
+            let mut ops = Vec::new();
+            let (text, stmts, decision) = match &shape.def {
+                Resolved::One(d) if d.touches_prepared() => {
+                    // SQL PREPARE/EXECUTE/DEALLOCATE through the protocol: resolved as it runs
+                    let sql = sql_prepared(cx, pol, sh, &d.stmts, &d.text, batch);
+                    ops = sql.ops;
+                    let decision = stricter(decide_all(cx, pol, &sql.stmts), sql.floor);
+                    (d.text.clone(), sql.stmts, decision)
+                }
+                Resolved::One(d) => {
+                    record = d.record.lock().unwrap().clone();
+                    (d.text.clone(), d.stmts.clone(), d.decision.clone())
+                }
+                Resolved::Missing => (
+                    Arc::from(""),
+                    Arc::from(Vec::new()),
+                    policy::nothing_to_decide(),
+                ),
+                Resolved::Ambiguous => (
+                    Arc::from(""),
+                    Arc::from(Vec::new()),
+                    ambiguous(&shape.statement),
+                ),
+            };
+            let cached = matches!(&shape.def, Resolved::One(d) if !d.touches_prepared());
+            let mut pending = Pending::new(PendingKind::Extended, text, stmts, decision, batch);
+            pending.masker = Cx::masker_for(pol, &pending.decision);
+            pending.ops = ops;
+            let from = if cached {
+                RecordFrom::Cache(&mut record)
+            } else {
+                RecordFrom::Fresh
+            };
+            let admitted = admit(cx, pol, st, &mut pending, from);
+            if let (Resolved::One(d), true) = (&shape.def, cached) {
+                *d.record.lock().unwrap() = record;
+            }
+            pending.shape = Some(shape);
             // refused: the portal is the client's; the refusal runs instead, then skip to Sync
             return settle(admitted, frame, pending, true, out, sh, st);
         }
         b'C' => {
             if let FrontendMessage::Close(c) = super::super::io::frontend(&frame)? {
-                match c.target {
+                let op = match c.target {
                     Target::Statement => {
-                        st.prepared.remove(c.name);
                         sh.stmt_desc.remove(c.name);
+                        if c.name.is_empty() {
+                            sh.registry.forget_unnamed();
+                            None
+                        } else {
+                            Some(sh.registry.drop_name(Some(c.name), sh.batches_sent))
+                        }
                     }
                     Target::Portal => {
                         st.portals.remove(c.name);
                         sh.portal_desc.remove(c.name);
+                        None
                     }
-                }
+                };
+                sh.expects.push_back((sh.batches_sent, Expect::Close(op)));
             }
             out.extend_from_slice(frame.wire());
         }
@@ -277,5 +317,83 @@ fn unmaskable(decision: Decision, pol: &PolicyState) -> Decision {
             decision.rule
         )),
         ..decision
+    }
+}
+
+/// A request's statements that define, run or drop prepared statements, resolved against the
+/// session's (in order: a PREPARE earlier in the string defines what an EXECUTE later in it
+/// runs).
+struct SqlPrepared {
+    /// Each EXECUTE described with what it runs ([`running`]); the rest as classified.
+    stmts: Arc<[Classification]>,
+    /// The operations registered, by statement.
+    ops: Vec<(usize, OpId)>,
+    /// What the request is decided at least as strictly as: the decisions of the definitions
+    /// it runs (made when they were made); a definition's denial (what it defines could never
+    /// run); a denial when what an EXECUTE runs cannot be known yet.
+    floor: Decision,
+}
+
+fn sql_prepared(
+    cx: &Cx<'_>,
+    pol: &Arc<PolicyState>,
+    sh: &mut Shared,
+    stmts: &[Classification],
+    text: &str,
+    batch: u64,
+) -> SqlPrepared {
+    let mut out = Vec::with_capacity(stmts.len());
+    let mut ops = Vec::new();
+    let mut floor = policy::nothing_to_decide();
+    for (i, c) in stmts.iter().enumerate() {
+        match &c.prepared {
+            Some(PreparedOp::Run(name)) => match sh.registry.resolve(name, batch) {
+                Resolved::One(d) => {
+                    out.push(running(c, &d));
+                    floor = stricter(floor, d.decision.clone());
+                }
+                Resolved::Missing => out.push(c.clone()),
+                Resolved::Ambiguous => {
+                    out.push(c.clone());
+                    floor = stricter(floor, ambiguous(name));
+                }
+            },
+            Some(PreparedOp::Define(name)) => {
+                let stmts: Arc<[Classification]> = Arc::from([defined_by(c)]);
+                let decision = decide_all(cx, pol, &stmts);
+                if decision.action == Action::Deny {
+                    floor = stricter(floor, decision.clone());
+                }
+                let def = Def::new(c.span.text(text).into(), stmts, decision);
+                ops.extend(sh.registry.define(name, batch, def).map(|id| (i, id)));
+                out.push(c.clone());
+            }
+            Some(PreparedOp::Drop(name)) => {
+                ops.push((i, sh.registry.drop_name(Some(name), batch)));
+                out.push(c.clone());
+            }
+            Some(PreparedOp::DropAll) => {
+                ops.push((i, sh.registry.drop_name(None, batch)));
+                out.push(c.clone());
+            }
+            None => out.push(c.clone()),
+        }
+    }
+    SqlPrepared {
+        stmts: out.into(),
+        ops,
+        floor,
+    }
+}
+
+/// The denial of a statement run while its name could still hold more than one definition.
+fn ambiguous(name: &str) -> Decision {
+    Decision {
+        action: Action::Deny,
+        rule: Arc::from("prepared-statement-in-flight"),
+        message: Some(format!(
+            "hoop: prepared statement \"{name}\" is being redefined and the server has not yet answered; refused because what it would run cannot be known (wait for ReadyForQuery before running it)"
+        )),
+        mask: Some(Arc::from("default")),
     }
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use sha2::Digest;
 
 use super::Cx;
+use super::prepared::{OpId, Resolved};
 use crate::{
     audit::{
         AuditError, Durability, EventPrefix, Prepared as AuditPrepared,
@@ -32,6 +33,9 @@ pub struct ExtShape {
     pub portal: String,
     pub statement: String,
     pub formats: Arc<[Format]>,
+    /// What the statement held when the portal was bound (a portal keeps it, whatever
+    /// becomes of the name afterwards).
+    pub def: Resolved,
 }
 
 impl ExtShape {
@@ -86,6 +90,9 @@ pub struct Pending {
     pub shape: Option<Arc<ExtShape>>,
     /// The first result row, masked, for the response record.
     pub excerpt: Option<String>,
+    /// Its statements' operations on the session's prepared statements: (statement, operation),
+    /// confirmed when the statement completes.
+    pub ops: Vec<(usize, OpId)>,
 }
 
 impl Pending {
@@ -109,6 +116,7 @@ impl Pending {
             masker: None,
             shape: None,
             excerpt: None,
+            ops: Vec::new(),
         }
     }
 
@@ -246,6 +254,7 @@ impl Pending {
             masker: self.masker.clone(),
             shape: None,
             excerpt: self.excerpt.take(),
+            ops: Vec::new(),
         }
     }
 

@@ -6,7 +6,7 @@ use bytes::BytesMut;
 
 use super::events::{Pending, PendingKind, StatementOutcome};
 use super::results::data_row;
-use super::{Cx, PgError, Shared, results};
+use super::{Cx, Expect, PgError, Shared, results};
 use crate::mask::pg::mask_error_notice;
 use crate::wire::postgres::{
     BackendMessage, Frame,
@@ -82,9 +82,20 @@ pub(super) fn on_server_frame(
                 .map_err(|e| PgError::UpstreamMasking(e.to_string()))?;
             return Ok(());
         }
-        b'1' | b'2' if sh.swallow > 0 => {
+        b'1' => match sh.expects.pop_front().map(|(_, e)| e) {
+            // the ParseComplete of a refusal hoopd staged
+            Some(Expect::OurParse) => return Ok(()),
+            Some(Expect::Parse(Some(id))) => sh.registry.confirm(id),
+            _ => {}
+        },
+        b'2' if sh.swallow > 0 => {
             sh.swallow -= 1;
             return Ok(());
+        }
+        b'3' => {
+            if let Some((_, Expect::Close(Some(id)))) = sh.expects.pop_front() {
+                sh.registry.confirm(id);
+            }
         }
         b'C' | b'I' | b's' | b'V' => {
             sh.plan = None;
@@ -145,6 +156,15 @@ pub(super) fn on_server_frame(
             {
                 sh.describes.pop_front();
             }
+            // Parses and Closes an error skipped; what the server did not confirm failed
+            while sh
+                .expects
+                .front()
+                .is_some_and(|(b, _)| *b < sh.batches_done)
+            {
+                sh.expects.pop_front();
+            }
+            sh.registry.batches_done(sh.batches_done);
             while sh
                 .pending
                 .front()
@@ -168,6 +188,19 @@ fn complete_front(
     let Some(front) = sh.pending.front_mut() else {
         return;
     };
+    if matches!(outcome, StatementOutcome::Complete(_)) && !front.ops.is_empty() {
+        // what the statement did to the session's prepared statements took effect
+        let done = match front.kind {
+            PendingKind::Simple { next } => Some(next),
+            PendingKind::Extended => None,
+            _ => Some(usize::MAX),
+        };
+        for &(i, id) in &front.ops {
+            if done.is_none_or(|d| d == i) {
+                sh.registry.confirm(id);
+            }
+        }
+    }
     match front.kind {
         PendingKind::Simple { next: i } => {
             let errored = matches!(outcome, StatementOutcome::Error(_));
