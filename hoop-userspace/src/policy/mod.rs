@@ -311,6 +311,9 @@ review_statements = ["select"]"#,
             );
         }
         // a plan runs nothing
-        assert_eq!(decide_sql("EXPLAIN DELETE FROM t").1, "allow-anonymous-read");
+        assert_eq!(
+            decide_sql("EXPLAIN DELETE FROM t").1,
+            "allow-anonymous-read"
+        );
     }
 }

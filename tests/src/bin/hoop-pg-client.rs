@@ -3,7 +3,7 @@
 //! `{"scenario", "ok", "detail"}`; the exit status is 0 only when all passed.
 //!
 //!   hoop-pg-client CONNINFO CA_PEM SCENARIO...
-//!   scenarios: prepared transaction copy cancel notify deny_extended binary
+//!   scenarios: prepared transaction copy cancel notify deny_extended binary execute_by_name
 //!
 //! The TLS client offers ALPN `postgresql` as libpq 17+ does; `HOOP_PG_CLIENT_NO_ALPN=1` leaves
 //! it out. A CONNINFO with `sslnegotiation=direct` opens with TLS (no SSLRequest).
@@ -169,6 +169,38 @@ async fn run(scenario: &str, conninfo: &str, ca: &str) -> Result<String> {
                 && denied_msg.contains("denied by an approver"))
             .then(|| format!("{first} {third} {denied_msg}"))
             .ok_or_else(|| format!("{first} {third} {denied:?}").into())
+        }
+        // run where `DELETE FROM prep_proto` (no WHERE) is held for review and reviews expire
+        // at once: the driver's statement, run with SQL EXECUTE by its name, is held (and
+        // refused when the review expires) as its own Execute would be
+        "execute_by_name" => {
+            let _st = c.prepare("DELETE FROM prep_proto").await?;
+            // the driver's name for it, from the server
+            let name: String = c
+                .query_one(
+                    "SELECT name FROM pg_prepared_statements WHERE statement = 'DELETE FROM prep_proto'",
+                    &[],
+                )
+                .await?
+                .get(0);
+            let err = c
+                .simple_query(&format!("EXECUTE {name}"))
+                .await
+                .err()
+                .ok_or("EXECUTE of the driver's DELETE ran")?;
+            let msg = err
+                .as_db_error()
+                .map(|e| e.message().to_string())
+                .unwrap_or_default();
+            let left: i64 = c
+                .query_one("SELECT count(*) FROM prep_proto", &[])
+                .await?
+                .get(0);
+            (err.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE)
+                && msg.contains("expired")
+                && left == 3)
+                .then(|| format!("{msg}; {left} rows left"))
+                .ok_or_else(|| format!("{err:?}; {left} rows left").into())
         }
         // binary results (tokio-postgres asks for binary): the values of mask_t, as received
         "masked_binary" => {

@@ -5,25 +5,10 @@
 
 use super::*;
 
-const FASTPATH: &str = env!("CARGO_BIN_EXE_hoop-pg-fastpath");
-
 /// `int4pl(int4, int4)`: a built-in function's OID is fixed (pg_proc.dat).
 const INT4PL: &str = "177";
 
 impl Node {
-    /// Fast-path calls through hoopd: one JSON line per call, then the query after them.
-    fn fastpath(&self, calls: &[&str]) -> Vec<Value> {
-        let out = self
-            .env
-            .cgroup
-            .command(FASTPATH)
-            .args([&format!("{HOST}:{PORT}"), "postgres", pg::PASSWORD])
-            .args(calls)
-            .output()
-            .expect("hoop-pg-fastpath");
-        hoop_tests::json_lines(&out.stdout)
-    }
-
     /// The audit trail's request records of fast-path calls.
     fn fastpath_records(&self) -> Vec<Value> {
         std::thread::sleep(std::time::Duration::from_millis(300));
@@ -53,7 +38,7 @@ pub fn fastpath_calls(pg: &Postgres) -> Result<(), Failed> {
     let call = format!("{INT4PL}:1,2");
     // built-in policy: denied by its rule, recorded, the session goes on
     let n = Node::start_with_policy("pol-fastpath", 19509, pg, "", None);
-    let lines = n.fastpath(&[&call]);
+    let lines = n.raw(&[&call]);
     check(refused_then_usable(&lines, "deny-fastpath"), || {
         format!("built-in policy: {lines:?}")
     })?;
@@ -77,7 +62,7 @@ pub fn fastpath_calls(pg: &Postgres) -> Result<(), Failed> {
 
     // allowed, but under a masking profile: refused, saying why
     let n = Node::start("pol-fastpath-masked", 19510, pg, "");
-    let lines = n.fastpath(&[&call]);
+    let lines = n.raw(&[&call]);
     check(refused_then_usable(&lines, "cannot be masked"), || {
         format!("allowed under masking: {lines:?}")
     })?;
@@ -86,7 +71,7 @@ pub fn fastpath_calls(pg: &Postgres) -> Result<(), Failed> {
     let policy = "[[rule]]\nname = \"fastpath-ok\"\naction = \"allow\"\nstatements = [\"fastpath\"]\n\
                   mask = \"none\"\n[[rule]]\nname = \"rest\"\naction = \"allow\"\n";
     let n = Node::start_with_policy("pol-fastpath-ok", 19511, pg, "", Some(policy));
-    let lines = n.fastpath(&[&call, "177:40,2"]);
+    let lines = n.raw(&[&call, "177:40,2"]);
     check(
         lines.len() == 3
             && lines[0]["result"] == "3"

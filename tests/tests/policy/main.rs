@@ -12,6 +12,7 @@ use libtest_mimic::Failed;
 use serde_json::Value;
 
 const PG_CLIENT: &str = env!("CARGO_BIN_EXE_hoop-pg-client");
+const PG_RAW: &str = env!("CARGO_BIN_EXE_hoop-pg-raw");
 const HOST: &str = "127.0.0.2";
 const PORT: u16 = 17310;
 
@@ -43,10 +44,22 @@ impl Node {
         extra: &str,
         policy: Option<&str>,
     ) -> Self {
+        Self::start_full(name, listen, pg, extra, policy, "")
+    }
+
+    /// [`Self::start_with_policy`] with more keys in the `[[target]]` (`in_target`).
+    fn start_full(
+        name: &str,
+        listen: u16,
+        pg: &Postgres,
+        extra: &str,
+        policy: Option<&str>,
+        in_target: &str,
+    ) -> Self {
         let env = Env::new(name, listen);
         let target = format!(
             "{extra}\n[[target]]\nname = \"pg\"\nprotocol = \"postgres\"\ncidrs = [\"{HOST}/32\"]\nports = [{PORT}]\n\
-             upstream_ca = \"{}\"\n",
+             upstream_ca = \"{}\"\n{in_target}\n",
             pg.ca_path().display()
         );
         let mut text = env.config(&target);
@@ -123,6 +136,20 @@ impl Node {
         hoop_tests::json_lines(&out.stdout)
     }
 
+    /// `hoop-pg-raw` through hoopd (fast-path calls, extended-protocol messages in any order):
+    /// its JSON lines.
+    fn raw(&self, steps: &[&str]) -> Vec<Value> {
+        let out = self
+            .env
+            .cgroup
+            .command(PG_RAW)
+            .args([&format!("{HOST}:{PORT}"), "postgres", pg::PASSWORD])
+            .args(steps)
+            .output()
+            .expect("hoop-pg-raw");
+        hoop_tests::json_lines(&out.stdout)
+    }
+
     /// hoopd's log and the audit trail's records (the segment files).
     fn all_output(&self) -> String {
         self.hoopd.log_text() + &self.env.audit_lines().join("\n")
@@ -137,6 +164,7 @@ impl Node {
 
 mod fastpath;
 mod masking;
+mod prepared;
 mod startup;
 
 /// The built-in policy (no `[policy]` configured) for an anonymous workload: reads allowed and
@@ -520,6 +548,10 @@ fn main() {
             ("identity_rules", identity_rules),
             ("fastpath_calls", fastpath::fastpath_calls),
             ("startup_role_decided", startup::startup_role_decided),
+            (
+                "prepared_statements_decided",
+                prepared::prepared_statements_decided,
+            ),
         ],
     )
 }

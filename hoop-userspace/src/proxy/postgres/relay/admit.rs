@@ -98,7 +98,8 @@ pub(super) fn refuse(
         max_rows: 0,
     }
     .encode(out)?;
-    sh.expects.push_back((sh.batches_sent, super::Expect::OurParse));
+    sh.expects
+        .push_back((sh.batches_sent, super::Expect::OurParse));
     sh.swallow += 1;
     st.skip_until_sync = true;
     sh.pending.push_back(pending.refused(refusal.code));
