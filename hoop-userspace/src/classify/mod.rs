@@ -254,7 +254,8 @@ impl Span {
 pub struct Classification {
     pub kind: StatementKind,
     /// For PREPARE, EXPLAIN, DECLARE CURSOR, CREATE TABLE AS / SELECT INTO:
-    /// the kind of the wrapped statement.
+    /// the kind of the wrapped statement; for EXECUTE, of the prepared statement it runs (set
+    /// by the session that knows it, as are its objects and `has_where`).
     pub inner: Option<StatementKind>,
     /// Relations, functions and catalog objects touched, deduplicated.
     pub objects: Vec<ObjectRef>,
@@ -307,8 +308,9 @@ impl Classification {
     }
 
     /// The kind of statement this one runs or keeps to run besides its own: the statement of a
-    /// PREPARE or an EXECUTE (resolved), the query of CREATE TABLE AS, DECLARE CURSOR and
-    /// COPY; not the statement a plan-only EXPLAIN describes without running it.
+    /// PREPARE or of an EXECUTE (once the session resolved what it runs), the query of CREATE
+    /// TABLE AS and DECLARE CURSOR; not the statement a plan-only EXPLAIN describes without
+    /// running it.
     pub fn wrapped(&self) -> Option<StatementKind> {
         match self.kind {
             StatementKind::Explain => None,

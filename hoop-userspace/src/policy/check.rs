@@ -12,7 +12,7 @@ use super::{
 use crate::identity::IdentityKind;
 
 /// Kinds whose classification carries `inner`.
-const WRAPPERS: [&str; 4] = ["prepare", "explain", "create", "cursor"];
+const WRAPPERS: [&str; 5] = ["prepare", "execute", "explain", "create", "cursor"];
 
 /// Kinds whose classification never carries `has_where` (a data-modifying CTE makes the whole
 /// statement that DML kind; these cannot contain an UPDATE or DELETE).

@@ -114,6 +114,7 @@ pub(super) fn on_client_frame(
                         statement: b.statement.to_string(),
                         formats: b.result_formats.iter().collect(),
                         def,
+                        bound: true,
                     }),
                 );
             }
@@ -124,13 +125,15 @@ pub(super) fn on_client_frame(
             let FrontendMessage::Execute(e) = super::super::io::frontend(&frame)? else {
                 unreachable!()
             };
-            // an Execute of a portal never bound: the server answers it with an error
+            // a portal not bound through the protocol: a cursor SQL declared (decided there), or
+            // none, which the server answers with an error
             let shape = st.portals.get(e.portal).cloned().unwrap_or_else(|| {
                 Arc::new(ExtShape {
                     portal: e.portal.to_string(),
                     statement: String::new(),
                     formats: Arc::from(Vec::new()),
                     def: Resolved::Missing,
+                    bound: false,
                 })
             });
             let batch = sh.batches_sent;
@@ -148,10 +151,18 @@ pub(super) fn on_client_frame(
                     record = d.record.lock().unwrap().clone();
                     (d.text.clone(), d.stmts.clone(), d.decision.clone())
                 }
-                Resolved::Missing => (
+                Resolved::Missing if !shape.bound => (
                     Arc::from(""),
                     Arc::from(Vec::new()),
                     policy::nothing_to_decide(),
+                ),
+                // bound to a statement no Parse or PREPARE of this session made: the server
+                // failed the Bind (and skips this refusal with the Execute), unless something
+                // hoopd cannot see (a function) made it — then it is not run undecided
+                Resolved::Missing => (
+                    Arc::from(""),
+                    Arc::from(Vec::new()),
+                    unknown_statement(&shape.statement),
                 ),
                 Resolved::Ambiguous => (
                     Arc::from(""),
@@ -330,7 +341,7 @@ struct SqlPrepared {
     ops: Vec<(usize, OpId)>,
     /// What the request is decided at least as strictly as: the decisions of the definitions
     /// it runs (made when they were made); a definition's denial (what it defines could never
-    /// run); a denial when what an EXECUTE runs cannot be known yet.
+    /// run); a denial when what an EXECUTE runs is unknown or cannot be known yet.
     floor: Decision,
 }
 
@@ -352,13 +363,20 @@ fn sql_prepared(
                     out.push(running(c, &d));
                     floor = stricter(floor, d.decision.clone());
                 }
-                Resolved::Missing => out.push(c.clone()),
+                Resolved::Missing => {
+                    // none in this session: the server fails it, unless something hoopd cannot
+                    // see (a function) made it — then it is not run undecided
+                    out.push(c.clone());
+                    floor = stricter(floor, unknown_statement(name));
+                }
                 Resolved::Ambiguous => {
                     out.push(c.clone());
                     floor = stricter(floor, ambiguous(name));
                 }
             },
             Some(PreparedOp::Define(name)) => {
+                // a description of the name's old definition must not place these rows
+                sh.stmt_desc.remove(&**name);
                 let stmts: Arc<[Classification]> = Arc::from([defined_by(c)]);
                 let decision = decide_all(cx, pol, &stmts);
                 if decision.action == Action::Deny {
@@ -369,10 +387,12 @@ fn sql_prepared(
                 out.push(c.clone());
             }
             Some(PreparedOp::Drop(name)) => {
+                sh.stmt_desc.remove(&**name);
                 ops.push((i, sh.registry.drop_name(Some(name), batch)));
                 out.push(c.clone());
             }
             Some(PreparedOp::DropAll) => {
+                sh.stmt_desc.retain(|name, _| name.is_empty());
                 ops.push((i, sh.registry.drop_name(None, batch)));
                 out.push(c.clone());
             }
@@ -383,6 +403,18 @@ fn sql_prepared(
         stmts: out.into(),
         ops,
         floor,
+    }
+}
+
+/// The denial of an Execute of a statement the session never defined.
+fn unknown_statement(name: &str) -> Decision {
+    Decision {
+        action: Action::Deny,
+        rule: Arc::from("prepared-statement-unknown"),
+        message: Some(format!(
+            "hoop: prepared statement \"{name}\" was not made by this session's Parse or PREPARE; refused"
+        )),
+        mask: Some(Arc::from("default")),
     }
 }
 

@@ -36,6 +36,8 @@ pub struct ExtShape {
     /// What the statement held when the portal was bound (a portal keeps it, whatever
     /// becomes of the name afterwards).
     pub def: Resolved,
+    /// Bound through the protocol (else a cursor SQL declared, or no portal at all).
+    pub bound: bool,
 }
 
 impl ExtShape {
