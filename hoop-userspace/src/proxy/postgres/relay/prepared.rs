@@ -31,8 +31,12 @@ use crate::{
     policy::Decision,
 };
 
-/// An unsettled operation's handle.
-pub type OpId = u64;
+/// An unsettled operation's handle: its sequence number and name (`None`: every name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpId {
+    seq: u64,
+    name: Option<Box<str>>,
+}
 
 /// A prepared statement's definition, decided when it was made.
 pub struct Def {
@@ -84,22 +88,34 @@ impl Resolved {
 }
 
 struct Op {
-    id: OpId,
+    seq: u64,
     batch: u64,
-    /// `None`: every named statement (DEALLOCATE ALL, DISCARD ALL).
-    name: Option<Box<str>>,
     /// `Some`: a definition; `None`: a drop.
     define: Option<Arc<Def>>,
 }
 
+/// A name's unsettled operations, in order, and how many of them define it.
+#[derive(Default)]
+struct NameOps {
+    ops: VecDeque<Op>,
+    defines: usize,
+}
+
+/// Every cost here is constant per message (amortized), whatever a client pipelines: a name's
+/// resolution looks at its last operation and two counts, and expiry walks one queue in order.
 #[derive(Default)]
 pub struct Registry {
     settled: HashMap<Box<str>, Arc<Def>>,
     /// The protocol's unnamed statement: each Parse of it replaces it at once (failed or not),
     /// so it is never unsettled.
     unnamed: Option<Arc<Def>>,
-    unsettled: VecDeque<Op>,
-    next: OpId,
+    /// Unsettled operations on one name.
+    named: HashMap<Box<str>, NameOps>,
+    /// Unsettled drops of every name: (sequence, batch).
+    all: VecDeque<(u64, u64)>,
+    /// Every unsettled operation in admission order, for expiry: (batch, handle).
+    order: VecDeque<(u64, OpId)>,
+    next: u64,
 }
 
 impl Registry {
@@ -110,12 +126,12 @@ impl Registry {
             self.unnamed = Some(def);
             return None;
         }
-        Some(self.push(batch, Some(name.into()), Some(def)))
+        Some(self.push(batch, Some(name), Some(def)))
     }
 
     /// A drop of `name` (`None`: of every named statement) admitted in `batch`.
     pub fn drop_name(&mut self, name: Option<&str>, batch: u64) -> OpId {
-        self.push(batch, name.map(Into::into), None)
+        self.push(batch, name, None)
     }
 
     /// A simple Query destroys the unnamed statement, as does hoopd's own refusal Parse.
@@ -123,15 +139,23 @@ impl Registry {
         self.unnamed = None;
     }
 
-    fn push(&mut self, batch: u64, name: Option<Box<str>>, define: Option<Arc<Def>>) -> OpId {
+    fn push(&mut self, batch: u64, name: Option<&str>, define: Option<Arc<Def>>) -> OpId {
         self.next += 1;
-        self.unsettled.push_back(Op {
-            id: self.next,
-            batch,
-            name,
-            define,
-        });
-        self.next
+        let seq = self.next;
+        match name {
+            Some(n) => {
+                let e = self.named.entry(n.into()).or_default();
+                e.defines += usize::from(define.is_some());
+                e.ops.push_back(Op { seq, batch, define });
+            }
+            None => self.all.push_back((seq, batch)),
+        }
+        let id = OpId {
+            seq,
+            name: name.map(Into::into),
+        };
+        self.order.push_back((batch, id.clone()));
+        id
     }
 
     /// What `name` holds for a statement of `batch` that runs it.
@@ -140,63 +164,96 @@ impl Registry {
         if name.is_empty() {
             return one(self.unnamed.as_ref());
         }
-        if self.unsettled.is_empty() {
-            return one(self.settled.get(name));
+        let settled = self.settled.get(name);
+        let ops = self.named.get(name);
+        let last = ops.and_then(|o| o.ops.back());
+        let last_all = self.all.back();
+        // the latest operation on the name (its own or a drop of all)
+        let latest = match (last, last_all) {
+            (Some(op), Some(&(seq, b))) if seq > op.seq => (b, None),
+            (Some(op), _) => (op.batch, op.define.as_ref()),
+            (None, Some(&(_, b))) => (b, None),
+            (None, None) => return one(settled),
+        };
+        if latest.0 == batch {
+            // the statement runs only if everything before it in its batch succeeded
+            return one(latest.1);
         }
-        // the possible definitions (`None`: none), in order of appearance
-        let mut possible: Vec<Option<&Arc<Def>>> = vec![self.settled.get(name)];
-        for op in &self.unsettled {
-            if op.name.as_deref().is_some_and(|n| n != name) {
-                continue;
-            }
-            let after = op.define.as_ref();
-            if op.batch == batch {
-                // the statement runs only if everything before it in its batch succeeded
-                possible = vec![after];
-            } else {
-                possible.push(after);
-            }
+        // each operation from an earlier batch may have failed: the settled definition and
+        // every unsettled one are possible (each definition is a different statement)
+        let defines = ops.map_or(0, |o| o.defines);
+        match (settled, defines) {
+            (None, 0) => Resolved::Missing,
+            (Some(d), 0) => Resolved::One(d.clone()),
+            (None, 1) => one(ops.and_then(|o| o.ops.iter().find_map(|op| op.define.as_ref()))),
+            _ => Resolved::Ambiguous,
         }
-        let mut defs = possible.into_iter().flatten();
-        match (defs.next(), defs.next()) {
-            (None, _) => Resolved::Missing,
-            (Some(d), None) => Resolved::One(d.clone()),
-            (Some(d), Some(e)) => {
-                if Arc::ptr_eq(d, e) && defs.all(|x| Arc::ptr_eq(d, x)) {
-                    Resolved::One(d.clone())
-                } else {
-                    Resolved::Ambiguous
+    }
+
+    /// The server confirmed operation `id`.
+    pub fn confirm(&mut self, id: &OpId) {
+        match &id.name {
+            Some(name) => {
+                let Some(e) = self.named.get_mut(name) else {
+                    return;
+                };
+                // confirmations come in order: the operation is at the front
+                let Some(i) = e.ops.iter().position(|o| o.seq == id.seq) else {
+                    return;
+                };
+                let op = e.ops.remove(i).expect("found");
+                match op.define {
+                    Some(def) => {
+                        e.defines -= 1;
+                        self.settled.insert(name.clone(), def);
+                    }
+                    None => {
+                        self.settled.remove(name);
+                    }
+                }
+                if e.ops.is_empty() {
+                    self.named.remove(name);
+                }
+            }
+            None => {
+                if let Some(i) = self.all.iter().position(|&(s, _)| s == id.seq) {
+                    self.all.remove(i);
+                    self.settled.clear();
                 }
             }
         }
     }
 
-    /// The server confirmed operation `id`.
-    pub fn confirm(&mut self, id: OpId) {
-        let Some(i) = self.unsettled.iter().position(|o| o.id == id) else {
-            return;
-        };
-        let op = self.unsettled.remove(i).expect("found");
-        match (op.name, op.define) {
-            (Some(name), Some(def)) => {
-                self.settled.insert(name, def);
+    /// The server has answered every batch before `done`: what it did not confirm failed.
+    pub fn batches_done(&mut self, done: u64) {
+        while let Some((_, id)) = self.order.front().filter(|(b, _)| *b < done) {
+            let id = id.clone();
+            self.order.pop_front();
+            match &id.name {
+                Some(name) => {
+                    if let Some(e) = self.named.get_mut(name) {
+                        if e.ops.front().is_some_and(|o| o.seq == id.seq) {
+                            let op = e.ops.pop_front().expect("front");
+                            e.defines -= usize::from(op.define.is_some());
+                        }
+                        if e.ops.is_empty() {
+                            self.named.remove(name);
+                        }
+                    }
+                }
+                None => {
+                    if self.all.front().is_some_and(|&(s, _)| s == id.seq) {
+                        self.all.pop_front();
+                    }
+                }
             }
-            (Some(name), None) => {
-                self.settled.remove(&name);
-            }
-            (None, _) => self.settled.clear(),
         }
     }
 
-    /// The server has answered every batch before `done`: what it did not confirm failed.
-    pub fn batches_done(&mut self, done: u64) {
-        self.unsettled.retain(|o| o.batch >= done);
-    }
-
-    /// Operations admitted and not yet answered (for tests and bounds).
+    /// Operations admitted and not yet answered (for tests).
     #[cfg(test)]
     fn unsettled(&self) -> usize {
-        self.unsettled.len()
+        self.named.values().map(|e| e.ops.len()).sum::<usize>() + self.all.len()
     }
 }
 
@@ -261,7 +318,7 @@ mod tests {
         assert_eq!(text(r.resolve("p", 1)), "DELETE FROM t");
         // a later batch may run after it failed: still only one possible definition
         assert_eq!(text(r.resolve("p", 2)), "DELETE FROM t");
-        r.confirm(del);
+        r.confirm(&del);
         r.batches_done(2);
         assert_eq!(text(r.resolve("p", 3)), "DELETE FROM t");
         assert_eq!(r.unsettled(), 0);
@@ -272,7 +329,7 @@ mod tests {
     fn a_failed_redefinition_leaves_the_old_one() {
         let mut r = Registry::default();
         let id = r.define("p", 1, def("DELETE FROM t")).unwrap();
-        r.confirm(id);
+        r.confirm(&id);
         r.batches_done(2);
         // PREPARE p AS SELECT 1 while p is taken: the server refuses it
         r.define("p", 2, def("SELECT 1"));
@@ -286,15 +343,15 @@ mod tests {
     fn drop_then_define_in_one_batch_is_certain() {
         let mut r = Registry::default();
         let id = r.define("p", 1, def("SELECT 1")).unwrap();
-        r.confirm(id);
+        r.confirm(&id);
         r.batches_done(2);
         let d = r.drop_name(Some("p"), 2);
         let n = r.define("p", 2, def("SELECT 2")).unwrap();
         assert_eq!(text(r.resolve("p", 2)), "SELECT 2");
         // from another batch both the old and the new one are possible
         assert_eq!(text(r.resolve("p", 3)), "ambiguous");
-        r.confirm(d);
-        r.confirm(n);
+        r.confirm(&d);
+        r.confirm(&n);
         r.batches_done(3);
         assert_eq!(text(r.resolve("p", 3)), "SELECT 2");
     }
@@ -304,26 +361,63 @@ mod tests {
         let mut r = Registry::default();
         for (i, n) in ["a", "b"].into_iter().enumerate() {
             let id = r.define(n, i as u64, def("SELECT 1")).unwrap();
-            r.confirm(id);
+            r.confirm(&id);
         }
         r.batches_done(2);
         let d = r.drop_name(Some("a"), 2);
         // unconfirmed, the drop may fail: the definition is still possible
         assert_eq!(text(r.resolve("a", 3)), "SELECT 1");
         assert_eq!(text(r.resolve("a", 2)), "missing");
-        r.confirm(d);
+        r.confirm(&d);
         r.batches_done(3);
         assert_eq!(text(r.resolve("a", 3)), "missing");
         let all = r.drop_name(None, 3);
         assert_eq!(text(r.resolve("b", 3)), "missing");
-        r.confirm(all);
+        r.confirm(&all);
         assert_eq!(text(r.resolve("b", 4)), "missing");
+    }
+
+    #[test]
+    fn a_drop_of_all_orders_with_the_names_own_operations() {
+        let mut r = Registry::default();
+        r.drop_name(None, 1);
+        r.define("a", 1, def("SELECT 1"));
+        assert_eq!(text(r.resolve("a", 1)), "SELECT 1");
+        r.drop_name(None, 1);
+        assert_eq!(text(r.resolve("a", 1)), "missing");
+        // from a later batch: the definition may or may not have survived; only one is possible
+        assert_eq!(text(r.resolve("a", 2)), "SELECT 1");
+        r.batches_done(2);
+        assert_eq!(
+            (r.unsettled(), text(r.resolve("a", 2))),
+            (0, "missing".into())
+        );
+    }
+
+    /// A client pipelining many definitions: every one resolves, and what the server answers
+    /// empties the registry's unsettled operations.
+    #[test]
+    fn pipelined_definitions() {
+        let mut r = Registry::default();
+        let d = def("SELECT 1");
+        let ids: Vec<OpId> = (0..10_000)
+            .map(|i| r.define(&format!("s{i}"), 1, d.clone()).unwrap())
+            .collect();
+        assert!((0..10_000).all(|i| matches!(r.resolve(&format!("s{i}"), 1), Resolved::One(_))));
+        assert!((0..10_000).all(|i| matches!(r.resolve(&format!("s{i}"), 2), Resolved::One(_))));
+        for id in ids.iter().step_by(2) {
+            r.confirm(id);
+        }
+        r.batches_done(2);
+        assert_eq!(r.unsettled(), 0);
+        assert_eq!(text(r.resolve("s0", 2)), "SELECT 1");
+        assert_eq!(text(r.resolve("s1", 2)), "missing");
     }
 
     #[test]
     fn the_unnamed_statement_is_replaced_at_once() {
         let mut r = Registry::default();
-        assert_eq!(r.define("", 1, def("SELECT 1")), None);
+        assert!(r.define("", 1, def("SELECT 1")).is_none());
         r.define("", 1, def("DELETE FROM t"));
         assert_eq!(text(r.resolve("", 1)), "DELETE FROM t");
         r.forget_unnamed();
@@ -331,7 +425,7 @@ mod tests {
         // DEALLOCATE ALL does not touch it
         r.define("", 2, def("SELECT 1"));
         let all = r.drop_name(None, 2);
-        r.confirm(all);
+        r.confirm(&all);
         assert_eq!(text(r.resolve("", 2)), "SELECT 1");
     }
 

@@ -85,7 +85,7 @@ pub(super) fn on_server_frame(
         b'1' => match sh.expects.pop_front().map(|(_, e)| e) {
             // the ParseComplete of a refusal hoopd staged
             Some(Expect::OurParse) => return Ok(()),
-            Some(Expect::Parse(Some(id))) => sh.registry.confirm(id),
+            Some(Expect::Parse(Some(id))) => sh.registry.confirm(&id),
             _ => {}
         },
         b'2' if sh.swallow > 0 => {
@@ -94,7 +94,7 @@ pub(super) fn on_server_frame(
         }
         b'3' => {
             if let Some((_, Expect::Close(Some(id)))) = sh.expects.pop_front() {
-                sh.registry.confirm(id);
+                sh.registry.confirm(&id);
             }
         }
         b'C' | b'I' | b's' | b'V' => {
@@ -195,8 +195,8 @@ fn complete_front(
             PendingKind::Extended => None,
             _ => Some(usize::MAX),
         };
-        for &(i, id) in &front.ops {
-            if done.is_none_or(|d| d == i) {
+        for (i, id) in &front.ops {
+            if done.is_none_or(|d| d == *i) {
                 sh.registry.confirm(id);
             }
         }
