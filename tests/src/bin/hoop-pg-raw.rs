@@ -146,7 +146,7 @@ fn run(addr: &str, user: &str, password: &str, steps: &[String]) -> Result<()> {
     send(&mut s, b'Q', &q)?;
     let mut after = Value::Null;
     until_ready(&mut s, |tag, body| match tag {
-        b'D' => after = first_column(body).into(),
+        b'D' => after = first_column(body),
         b'E' => after = json!({"error": error_fields(body)}),
         _ => {}
     })?;
