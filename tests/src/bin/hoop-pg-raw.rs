@@ -8,8 +8,8 @@
 //! - `OID:ARG,ARG…` — a FunctionCall (text arguments and result), sent and answered at once;
 //!   prints `{"call", "result"}` or `{"call", "error": {"code", "message"}}`;
 //! - `query:SQL` — a simple Query;
-//! - `parse:NAME:SQL`, `bind:PORTAL:STATEMENT`, `execute:PORTAL`, `close:NAME` (a statement),
-//!   `sync`;
+//! - `parse:NAME:SQL`, `bind:PORTAL:STATEMENT`, `describe:PORTAL`, `execute:PORTAL`,
+//!   `close:NAME` (a statement), `sync`;
 //! - `wait` — sends what is buffered and reads to each ReadyForQuery owed (one per Query and
 //!   Sync), printing per ReadyForQuery `{"step", "tags", "rows", "error"}`: `step` the Query's
 //!   text or `sync`, `tags` the answering messages' type bytes, `rows` each row's first column,
@@ -123,6 +123,11 @@ fn run(addr: &str, user: &str, password: &str, steps: &[String]) -> Result<()> {
                 cstr(&mut b, rest);
                 b.extend_from_slice(&0i32.to_be_bytes());
                 batch.push(b'E', &b);
+            }
+            "describe" => {
+                b.push(b'P');
+                cstr(&mut b, rest);
+                batch.push(b'D', &b);
             }
             "close" => {
                 b.push(b'S');

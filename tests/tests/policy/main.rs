@@ -538,6 +538,7 @@ fn main() {
             ("text_results_masked", masking::text_results_masked),
             ("binary_results_masked", masking::binary_results_masked),
             ("copy_out_masked", masking::copy_out_masked),
+            ("undescribed_rows_masked", masking::undescribed_rows_masked),
             ("builtin_policy_anonymous", builtin_policy_anonymous),
             (
                 "rules_by_kind_table_and_profile",

@@ -119,3 +119,47 @@ pub(super) fn copy_out_masked(pg: &Postgres) -> Result<(), Failed> {
         || "direct COPY changed".into(),
     )
 }
+
+/// Rows of an Execute whose portal and statement the client never described (a hand-made
+/// client; a driver that knows its columns) come without a RowDescription: hoopd describes the
+/// portal itself, so column rules still apply, and the client sees no answer it did not ask for.
+pub(super) fn undescribed_rows_masked(pg: &Postgres) -> Result<(), Failed> {
+    let n = Node::start("mask-undescribed", 19516, pg, "");
+    let lines = n.raw(&[
+        "parse::SELECT password FROM public.mask_t WHERE id = 1",
+        "bind::",
+        "execute:",
+        "sync",
+        "parse:named:SELECT api_token FROM public.mask_t WHERE id = 1",
+        "bind:portal:named",
+        "execute:portal",
+        "sync",
+    ]);
+    // the client sees exactly what it asked for (no RowDescription), the value masked
+    let masked = |line: &Value, tags: &str, secret: &str| {
+        line["tags"] == tags
+            && line["rows"][0]
+                .as_str()
+                .is_some_and(|v| !v.is_empty() && !v.contains(secret))
+    };
+    for (i, secret, what) in [
+        (0, PASSWORD, "unnamed statement"),
+        (1, TOKEN, "named portal"),
+    ] {
+        check(masked(&lines[i], "12DCZ", secret), || {
+            format!("{what}, undescribed: {lines:?}")
+        })?;
+    }
+    // a client that describes gets its own answer, as before
+    let lines = n.raw(&[
+        "parse::SELECT password FROM public.mask_t WHERE id = 1",
+        "bind::",
+        "describe:",
+        "execute:",
+        "sync",
+    ]);
+    check(masked(&lines[0], "12TDCZ", PASSWORD), || {
+        format!("described: {lines:?}")
+    })?;
+    Ok(())
+}

@@ -73,8 +73,8 @@ struct Shared {
     batches_sent: u64,
     /// Batches the server has answered (ReadyForQuery seen).
     batches_done: u64,
-    /// Describe requests the server has yet to answer: (batch, statement or portal, name).
-    describes: VecDeque<(u64, Target, String)>,
+    /// Describe requests the server has yet to answer.
+    describes: VecDeque<Describing>,
     /// The RowDescriptions the server gave for named statements and portals, for masking the
     /// rows of later Executes that come without one.
     stmt_desc: HashMap<String, Frame>,
@@ -84,6 +84,15 @@ struct Shared {
     plan: Option<Arc<RowPlan>>,
     /// The last plan built, and what from (`results::plan_for`).
     plan_memo: Option<(results::PlanKey, Arc<RowPlan>)>,
+}
+
+/// A Describe the server has yet to answer.
+struct Describing {
+    batch: u64,
+    target: Target,
+    name: String,
+    /// Sent by hoopd (for masking): its answer is kept, not shown to the client.
+    ours: bool,
 }
 
 /// A protocol message whose answer (ParseComplete, CloseComplete) the server owes, in the

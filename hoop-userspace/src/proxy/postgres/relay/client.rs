@@ -11,7 +11,7 @@ use super::admit::{RecordFrom, Refusal, admit, decide_all, refuse, stricter};
 use super::events::{ExtShape, Pending, PendingKind};
 use super::hold::Hold;
 use super::prepared::{Def, OpId, Resolved, defined_by, running};
-use super::{ClientState, Cx, Expect, PgError, Shared};
+use super::{ClientState, Cx, Describing, Expect, PgError, Shared};
 use crate::{
     classify::{Classification, PreparedOp},
     policy::{self, Action, Decision, PolicyState},
@@ -183,6 +183,9 @@ pub(super) fn on_client_frame(
             if let (Resolved::One(d), true) = (&shape.def, cached) {
                 *d.record.lock().unwrap() = record;
             }
+            if admitted.is_ok() && pending.masker.is_some() {
+                describe_for_masking(sh, &shape, out)?;
+            }
             pending.shape = Some(shape);
             // refused: the portal is the client's; the refusal runs instead, then skip to Sync
             return settle(admitted, frame, pending, true, out, sh, st);
@@ -211,8 +214,12 @@ pub(super) fn on_client_frame(
         }
         b'D' => {
             if let FrontendMessage::Describe(d) = super::super::io::frontend(&frame)? {
-                sh.describes
-                    .push_back((sh.batches_sent, d.target, d.name.to_string()));
+                sh.describes.push_back(Describing {
+                    batch: sh.batches_sent,
+                    target: d.target,
+                    name: d.name.to_string(),
+                    ours: false,
+                });
             }
             out.extend_from_slice(frame.wire());
         }
@@ -254,6 +261,40 @@ pub(super) fn on_client_frame(
         _ => out.extend_from_slice(frame.wire()),
     }
     Ok(None)
+}
+
+/// Masking places a row's values by its columns' names and types, from the RowDescription the
+/// rows belong to. Through the protocol rows come without one: a client that described neither
+/// the portal nor its statement (a driver that knows its columns, a hand-made client) would
+/// have them masked by their values alone, a column rule (`password`, `*_token`) unapplied.
+/// So hoopd describes the portal itself, ahead of the Execute, and keeps the answer from the
+/// client.
+fn describe_for_masking(
+    sh: &mut Shared,
+    shape: &ExtShape,
+    out: &mut BytesMut,
+) -> Result<(), PgError> {
+    let known = sh.portal_desc.contains_key(&shape.portal)
+        || (shape.bound && sh.stmt_desc.contains_key(&shape.statement));
+    let asked = sh.describes.iter().any(|d| match d.target {
+        Target::Portal => d.name == shape.portal,
+        Target::Statement => shape.bound && d.name == shape.statement,
+    });
+    if known || asked {
+        return Ok(());
+    }
+    crate::wire::postgres::frontend::Describe {
+        target: Target::Portal,
+        name: &shape.portal,
+    }
+    .encode(out)?;
+    sh.describes.push_back(Describing {
+        batch: sh.batches_sent,
+        target: Target::Portal,
+        name: shape.portal.clone(),
+        ours: true,
+    });
+    Ok(())
 }
 
 /// Ends the session on a message hoopd will not take, telling the client why first (as

@@ -35,20 +35,26 @@ pub(super) fn on_server_frame(
                     Some(m) => Some(results::simple_plan(&m, frame, &mut sh.plan_memo)?),
                     None => None,
                 };
-            } else if let Some((_, target, name)) = sh.describes.pop_front() {
+            } else if let Some(d) = sh.describes.pop_front() {
                 // a Describe's answer: kept for the Executes that follow
-                match target {
-                    Target::Statement => sh.stmt_desc.insert(name, frame.clone()),
-                    Target::Portal => sh.portal_desc.insert(name, frame.clone()),
+                match d.target {
+                    Target::Statement => sh.stmt_desc.insert(d.name, frame.clone()),
+                    Target::Portal => sh.portal_desc.insert(d.name, frame.clone()),
                 };
+                if d.ours {
+                    return Ok(());
+                }
             }
         }
         b'n' => {
-            if let Some((_, target, name)) = sh.describes.pop_front() {
-                match target {
-                    Target::Statement => sh.stmt_desc.remove(&name),
-                    Target::Portal => sh.portal_desc.remove(&name),
+            if let Some(d) = sh.describes.pop_front() {
+                match d.target {
+                    Target::Statement => sh.stmt_desc.remove(&d.name),
+                    Target::Portal => sh.portal_desc.remove(&d.name),
                 };
+                if d.ours {
+                    return Ok(());
+                }
             }
         }
         b'H' => {
@@ -152,7 +158,7 @@ pub(super) fn on_server_frame(
             while sh
                 .describes
                 .front()
-                .is_some_and(|(b, _, _)| *b < sh.batches_done)
+                .is_some_and(|d| d.batch < sh.batches_done)
             {
                 sh.describes.pop_front();
             }
