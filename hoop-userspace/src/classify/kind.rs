@@ -91,8 +91,20 @@ fn classify_walked(node: &N, span: Span, w: &walk::Walk) -> Classification {
         N::DeclareCursorStmt(s) => {
             c.kind = K::Cursor;
             c.inner = inner_kind(s.query.as_deref());
+            c.prepared = Some(PreparedOp::DeclareCursor(s.portalname.as_str().into()));
         }
-        N::FetchStmt(_) | N::ClosePortalStmt(_) => c.kind = K::Cursor,
+        N::FetchStmt(s) => {
+            c.kind = K::Cursor;
+            c.prepared = Some(PreparedOp::Fetch(s.portalname.as_str().into()));
+        }
+        N::ClosePortalStmt(s) => {
+            c.kind = K::Cursor;
+            c.prepared = Some(if s.portalname.is_empty() {
+                PreparedOp::CloseAllCursors
+            } else {
+                PreparedOp::CloseCursor(s.portalname.as_str().into())
+            });
+        }
         N::ExecuteStmt(s) => {
             c.kind = K::Execute;
             c.prepared = Some(PreparedOp::Run(s.name.as_str().into()));

@@ -269,7 +269,8 @@ pub struct Classification {
     /// EXPLAIN ANALYZE: the explained statement really runs.
     pub explain_analyze: bool,
     /// What the statement does to the session's prepared statements (PREPARE, EXECUTE,
-    /// DEALLOCATE, DISCARD ALL): one namespace with the protocol's named statements.
+    /// DEALLOCATE, DISCARD ALL: one namespace with the protocol's named statements) or cursors
+    /// (DECLARE, FETCH/MOVE, CLOSE).
     pub prepared: Option<PreparedOp>,
     pub span: Span,
 }
@@ -285,6 +286,14 @@ pub enum PreparedOp {
     Drop(Box<str>),
     /// DEALLOCATE ALL, DISCARD ALL.
     DropAll,
+    /// DECLARE name CURSOR FOR …: `inner`, `objects` describe its query.
+    DeclareCursor(Box<str>),
+    /// FETCH or MOVE in cursor `name`: reads what its query returns.
+    Fetch(Box<str>),
+    /// CLOSE name.
+    CloseCursor(Box<str>),
+    /// CLOSE ALL.
+    CloseAllCursors,
 }
 
 impl Classification {

@@ -553,6 +553,10 @@ fn main() {
                 "prepared_statements_decided",
                 prepared::prepared_statements_decided,
             ),
+            (
+                "cursors_read_as_declared",
+                prepared::cursors_read_as_declared,
+            ),
         ],
     )
 }

@@ -255,3 +255,55 @@ impl Node {
             .collect()
     }
 }
+
+/// Responses are masked only where a rule says so: rows of `public.mask_t`.
+const MASK_BY_TABLE: &str = r#"
+[defaults]
+action = "allow"
+mask = "none"
+
+[[rule]]
+name = "mask-people"
+action = "allow"
+objects = ["public.mask_t"]
+mask = "default"
+"#;
+
+/// What a FETCH reads is decided as the query its DECLARE made: a policy that masks one
+/// table's rows masks them read through a cursor too — SQL FETCH in a later query (pipelined)
+/// and the protocol's Execute of the cursor's portal. (In the DECLARE's own query string the
+/// string's decision already masked them.)
+pub fn cursors_read_as_declared(pg: &Postgres) -> Result<(), Failed> {
+    let n = Node::start_with_policy("pol-cursor", 19517, pg, "", Some(MASK_BY_TABLE));
+    let (ok, out, err) = n.psql("SELECT password FROM public.mask_t WHERE id = 1");
+    check(ok && !out.is_empty() && !out.contains(PASSWORD), || {
+        format!("the rule does not mask the table: {out} {err}")
+    })?;
+    let (ok, out, err) = n.psql(
+        "BEGIN; DECLARE c CURSOR FOR SELECT password FROM public.mask_t WHERE id = 1; \
+         FETCH ALL FROM c; COMMIT",
+    );
+    check(ok && !out.contains(PASSWORD), || {
+        format!("FETCH in the same string: {out} {err}")
+    })?;
+    let fetch = "FETCH ALL FROM c";
+    let lines = n.raw(&[
+        "query:BEGIN",
+        "query:DECLARE c CURSOR FOR SELECT password FROM public.mask_t WHERE id = 1",
+        &format!("query:{fetch}"),
+        "query:DECLARE p CURSOR FOR SELECT password FROM public.mask_t WHERE id = 1",
+        "execute:p",
+        "sync",
+        "query:COMMIT",
+    ]);
+    let masked = |l: &Value| {
+        l["rows"][0]
+            .as_str()
+            .is_some_and(|v| !v.is_empty() && !v.contains(PASSWORD))
+    };
+    check(
+        masked(step(&lines, fetch, 0)) && masked(step(&lines, "sync", 0)),
+        || format!("cursor rows: {lines:?}"),
+    )?;
+    Ok(())
+}

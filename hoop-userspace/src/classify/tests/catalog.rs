@@ -225,6 +225,20 @@ fn prepare_execute_explain_cursor() {
     assert_eq!(c.prepared, Some(PreparedOp::Drop("del".into())));
     assert_eq!(one("DISCARD ALL").prepared, Some(PreparedOp::DropAll));
     assert_eq!(one("DISCARD PLANS").prepared, None);
+    let c = one("DECLARE cur CURSOR WITH HOLD FOR SELECT * FROM t");
+    assert_eq!(c.prepared, Some(PreparedOp::DeclareCursor("cur".into())));
+    for sql in ["FETCH 10 FROM cur", "MOVE NEXT IN cur", "FETCH cur"] {
+        assert_eq!(
+            one(sql).prepared,
+            Some(PreparedOp::Fetch("cur".into())),
+            "{sql}"
+        );
+    }
+    assert_eq!(
+        one("CLOSE cur").prepared,
+        Some(PreparedOp::CloseCursor("cur".into()))
+    );
+    assert_eq!(one("CLOSE ALL").prepared, Some(PreparedOp::CloseAllCursors));
     assert_eq!(one("SELECT 1").prepared, None);
     let c = check("EXPLAIN DELETE FROM t", K::Explain, &["rel:r:t"]);
     assert_eq!((c.inner, c.explain_analyze), (Some(K::Delete), false));

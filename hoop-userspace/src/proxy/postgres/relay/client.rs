@@ -151,11 +151,18 @@ pub(super) fn on_client_frame(
                     record = d.record.lock().unwrap().clone();
                     (d.text.clone(), d.stmts.clone(), d.decision.clone())
                 }
-                Resolved::Missing if !shape.bound => (
-                    Arc::from(""),
-                    Arc::from(Vec::new()),
-                    policy::nothing_to_decide(),
-                ),
+                // a portal SQL declared (a cursor): read as what its DECLARE made
+                Resolved::Missing if !shape.bound => match sh.cursors.0.resolve(e.portal, batch) {
+                    Resolved::One(d) => (d.text.clone(), d.stmts.clone(), d.decision.clone()),
+                    Resolved::Ambiguous => {
+                        (Arc::from(""), Arc::from(Vec::new()), ambiguous(e.portal))
+                    }
+                    Resolved::Missing => (
+                        Arc::from(""),
+                        Arc::from(Vec::new()),
+                        policy::nothing_to_decide(),
+                    ),
+                },
                 // bound to a statement no Parse or PREPARE of this session made: the server
                 // failed the Bind (and skips this refusal with the Execute), unless something
                 // hoopd cannot see (a function) made it — then it is not run undecided
@@ -398,46 +405,69 @@ fn sql_prepared(
     let mut ops = Vec::new();
     let mut floor = policy::nothing_to_decide();
     for (i, c) in stmts.iter().enumerate() {
-        match &c.prepared {
-            Some(PreparedOp::Run(name)) => match sh.registry.resolve(name, batch) {
-                Resolved::One(d) => {
-                    out.push(running(c, &d));
-                    floor = stricter(floor, d.decision.clone());
+        let Some(op) = &c.prepared else {
+            out.push(c.clone());
+            continue;
+        };
+        let cursors = matches!(
+            op,
+            PreparedOp::DeclareCursor(_)
+                | PreparedOp::Fetch(_)
+                | PreparedOp::CloseCursor(_)
+                | PreparedOp::CloseAllCursors
+        );
+        match op {
+            PreparedOp::Run(name) | PreparedOp::Fetch(name) => {
+                match sh.names(cursors).resolve(name, batch) {
+                    Resolved::One(d) => {
+                        out.push(running(c, &d));
+                        floor = stricter(floor, d.decision.clone());
+                    }
+                    // a cursor a function opened (refcursor) is the server's: read as it is
+                    Resolved::Missing if cursors => out.push(c.clone()),
+                    Resolved::Missing => {
+                        // none in this session: the server fails it, unless something hoopd cannot
+                        // see (a function) made it — then it is not run undecided
+                        out.push(c.clone());
+                        floor = stricter(floor, unknown_statement(name));
+                    }
+                    Resolved::Ambiguous => {
+                        out.push(c.clone());
+                        floor = stricter(floor, ambiguous(name));
+                    }
                 }
-                Resolved::Missing => {
-                    // none in this session: the server fails it, unless something hoopd cannot
-                    // see (a function) made it — then it is not run undecided
-                    out.push(c.clone());
-                    floor = stricter(floor, unknown_statement(name));
+            }
+            PreparedOp::Define(name) | PreparedOp::DeclareCursor(name) => {
+                if !cursors {
+                    // a description of the name's old definition must not place these rows
+                    sh.stmt_desc.remove(&**name);
                 }
-                Resolved::Ambiguous => {
-                    out.push(c.clone());
-                    floor = stricter(floor, ambiguous(name));
-                }
-            },
-            Some(PreparedOp::Define(name)) => {
-                // a description of the name's old definition must not place these rows
-                sh.stmt_desc.remove(&**name);
                 let stmts: Arc<[Classification]> = Arc::from([defined_by(c)]);
                 let decision = decide_all(cx, pol, &stmts);
                 if decision.action == Action::Deny {
                     floor = stricter(floor, decision.clone());
                 }
                 let def = Def::new(c.span.text(text).into(), stmts, decision);
-                ops.extend(sh.registry.define(name, batch, def).map(|id| (i, id)));
+                let names = sh.names(cursors);
+                ops.extend(names.define(name, batch, def).map(|id| (i, id)));
                 out.push(c.clone());
             }
-            Some(PreparedOp::Drop(name)) => {
-                sh.stmt_desc.remove(&**name);
-                ops.push((i, sh.registry.drop_name(Some(name), batch)));
+            PreparedOp::Drop(name) | PreparedOp::CloseCursor(name) => {
+                if !cursors {
+                    sh.stmt_desc.remove(&**name);
+                }
+                let names = sh.names(cursors);
+                ops.push((i, names.drop_name(Some(name), batch)));
                 out.push(c.clone());
             }
-            Some(PreparedOp::DropAll) => {
-                sh.stmt_desc.retain(|name, _| name.is_empty());
-                ops.push((i, sh.registry.drop_name(None, batch)));
+            PreparedOp::DropAll | PreparedOp::CloseAllCursors => {
+                if !cursors {
+                    sh.stmt_desc.retain(|name, _| name.is_empty());
+                }
+                let names = sh.names(cursors);
+                ops.push((i, names.drop_name(None, batch)));
                 out.push(c.clone());
             }
-            None => out.push(c.clone()),
         }
     }
     SqlPrepared {
@@ -465,7 +495,7 @@ fn ambiguous(name: &str) -> Decision {
         action: Action::Deny,
         rule: Arc::from("prepared-statement-in-flight"),
         message: Some(format!(
-            "hoop: prepared statement \"{name}\" is being redefined and the server has not yet answered; refused because what it would run cannot be known (wait for ReadyForQuery before running it)"
+            "hoop: \"{name}\" is being redefined and the server has not yet answered; refused because what it would run cannot be known (wait for ReadyForQuery before running it)"
         )),
         mask: Some(Arc::from("default")),
     }

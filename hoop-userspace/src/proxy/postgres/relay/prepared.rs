@@ -36,6 +36,8 @@ use crate::{
 pub struct OpId {
     seq: u64,
     name: Option<Box<str>>,
+    /// Of the session's cursors (else of its prepared statements).
+    pub cursor: bool,
 }
 
 /// A prepared statement's definition, decided when it was made.
@@ -116,6 +118,22 @@ pub struct Registry {
     /// Every unsettled operation in admission order, for expiry: (batch, handle).
     order: VecDeque<(u64, OpId)>,
     next: u64,
+    /// The session's cursors (else its prepared statements).
+    cursor: bool,
+}
+
+/// The session's cursors, tracked as its prepared statements are: what a FETCH reads is
+/// decided as the query its DECLARE made. (A cursor ends with its transaction unless WITH
+/// HOLD; a declaration kept past that only makes a FETCH the server fails decided stricter.)
+pub struct Cursors(pub Registry);
+
+impl Default for Cursors {
+    fn default() -> Self {
+        Cursors(Registry {
+            cursor: true,
+            ..Registry::default()
+        })
+    }
 }
 
 impl Registry {
@@ -153,6 +171,7 @@ impl Registry {
         let id = OpId {
             seq,
             name: name.map(Into::into),
+            cursor: self.cursor,
         };
         self.order.push_back((batch, id.clone()));
         id
