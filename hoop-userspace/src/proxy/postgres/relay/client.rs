@@ -125,8 +125,8 @@ pub(super) fn on_client_frame(
             let FrontendMessage::Execute(e) = super::super::io::frontend(&frame)? else {
                 unreachable!()
             };
-            // a portal not bound through the protocol: a cursor SQL declared (decided there), or
-            // none, which the server answers with an error
+            // a portal not bound through the protocol: a cursor SQL declared (decided below as
+            // its DECLARE's query), or none, which the server answers with an error
             let shape = st.portals.get(e.portal).cloned().unwrap_or_else(|| {
                 Arc::new(ExtShape {
                     portal: e.portal.to_string(),

@@ -18,6 +18,9 @@
 //! have. More than one possible definition is *ambiguous* and refused, fail closed; clients
 //! that do not redefine a name in flight (no driver does) never see it.
 //!
+//! Cursors (DECLARE, FETCH/MOVE, CLOSE) are a second namespace tracked the same way
+//! ([`Cursors`]).
+//!
 //! Sans-IO: the relay feeds it what it admits and what the server answers.
 
 use std::{
@@ -276,7 +279,8 @@ impl Registry {
     }
 }
 
-/// What a SQL `PREPARE` defines: the statement it wraps, as if it had come on its own.
+/// What a SQL `PREPARE` (or `DECLARE … CURSOR`) defines: the statement it wraps, as if it had
+/// come on its own.
 pub fn defined_by(prepare: &Classification) -> Classification {
     Classification {
         kind: prepare.inner.unwrap_or(StatementKind::Unknown),
@@ -287,8 +291,9 @@ pub fn defined_by(prepare: &Classification) -> Classification {
 }
 
 /// `run` (a statement that runs prepared statement `def`: SQL `EXECUTE`, also in CREATE TABLE
-/// AS or EXPLAIN ANALYZE) described with what it runs: `inner` its kind, the objects it touches,
-/// whether its UPDATE/DELETE have a WHERE clause, whether it takes row locks.
+/// AS or EXPLAIN ANALYZE; or a FETCH/MOVE reading cursor `def`) described with what it runs:
+/// `inner` its kind, the objects it touches, whether its UPDATE/DELETE have a WHERE clause,
+/// whether it takes row locks.
 pub fn running(run: &Classification, def: &Def) -> Classification {
     let mut c = run.clone();
     let kinds = def.stmts.iter().map(|d| match d.kind {
