@@ -296,6 +296,16 @@ pub enum PreparedOp {
     CloseAllCursors,
 }
 
+impl PreparedOp {
+    /// Whether it acts on the session's cursors (else on its prepared statements).
+    pub fn on_cursor(&self) -> bool {
+        matches!(
+            self,
+            Self::DeclareCursor(_) | Self::Fetch(_) | Self::CloseCursor(_) | Self::CloseAllCursors
+        )
+    }
+}
+
 impl Classification {
     fn new(kind: StatementKind, span: Span) -> Self {
         Classification {

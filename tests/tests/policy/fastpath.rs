@@ -11,15 +11,7 @@ const INT4PL: &str = "177";
 impl Node {
     /// The audit trail's request records of fast-path calls.
     fn fastpath_records(&self) -> Vec<Value> {
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        self.env
-            .audit_lines()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|r| {
-                r["kind"] == "pg.request" && r["event"]["statements"][0]["kind"] == "fastpath"
-            })
-            .collect()
+        self.request_records_where(|r| r["event"]["statements"][0]["kind"] == "fastpath")
     }
 }
 

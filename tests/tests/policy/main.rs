@@ -150,6 +150,18 @@ impl Node {
         hoop_tests::json_lines(&out.stdout)
     }
 
+    /// The audit trail's request records (`pg.request`) that `keep` holds for, once what the
+    /// requests just sent wrote has reached the segment files.
+    fn request_records_where(&self, keep: impl Fn(&Value) -> bool) -> Vec<Value> {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        self.env
+            .audit_lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["kind"] == "pg.request" && keep(r))
+            .collect()
+    }
+
     /// hoopd's log and the audit trail's records (the segment files).
     fn all_output(&self) -> String {
         self.hoopd.log_text() + &self.env.audit_lines().join("\n")

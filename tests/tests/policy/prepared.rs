@@ -241,18 +241,11 @@ pub fn prepared_statements_decided(pg: &Postgres) -> Result<(), Failed> {
 impl Node {
     /// The audit trail's request records whose text contains `text`.
     fn request_records(&self, text: &str) -> Vec<Value> {
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        self.env
-            .audit_lines()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|r| {
-                r["kind"] == "pg.request"
-                    && r["event"]["text"]
-                        .as_str()
-                        .is_some_and(|t| t.contains(text))
-            })
-            .collect()
+        self.request_records_where(|r| {
+            r["event"]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains(text))
+        })
     }
 }
 

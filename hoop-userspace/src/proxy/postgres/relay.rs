@@ -66,11 +66,9 @@ struct Shared {
     swallow: usize,
     /// Parse and Close answers the server owes: (batch, what).
     expects: VecDeque<(u64, Expect)>,
-    /// The session's prepared statements as the server holds them (both directions: admitted
-    /// by the client's, confirmed by the server's).
-    registry: prepared::Registry,
-    /// The session's cursors, likewise.
-    cursors: prepared::Cursors,
+    /// The session's prepared statements and cursors as the server holds them (both
+    /// directions: admitted by the client's, confirmed by the server's).
+    names: prepared::Names,
     /// Batches (a Query, or messages up to Sync) the client has closed.
     batches_sent: u64,
     /// Batches the server has answered (ReadyForQuery seen).
@@ -86,22 +84,6 @@ struct Shared {
     plan: Option<Arc<RowPlan>>,
     /// The last plan built, and what from (`results::plan_for`).
     plan_memo: Option<(results::PlanKey, Arc<RowPlan>)>,
-}
-
-impl Shared {
-    /// The session's cursors, or its prepared statements.
-    fn names(&mut self, cursors: bool) -> &mut prepared::Registry {
-        if cursors {
-            &mut self.cursors.0
-        } else {
-            &mut self.registry
-        }
-    }
-
-    /// The server confirmed a prepared statement's or cursor's operation.
-    fn confirm(&mut self, id: &prepared::OpId) {
-        self.names(id.cursor).confirm(id);
-    }
 }
 
 /// A Describe the server has yet to answer.

@@ -82,7 +82,7 @@ pub(super) fn refuse(
     extended: bool,
 ) -> Result<(), PgError> {
     // either way the refusal replaces the unnamed statement, as the client's own would
-    sh.registry.forget_unnamed();
+    sh.names.statements.forget_unnamed();
     if !extended {
         Query {
             sql: &refusal.sql(),

@@ -39,16 +39,15 @@ pub(super) fn on_client_frame(
             let batch = sh.batches_sent;
             sh.batches_sent += 1;
             // a simple Query destroys the unnamed statement
-            sh.registry.forget_unnamed();
+            sh.names.statements.forget_unnamed();
             if stmts.iter().any(|c| c.prepared.is_some()) {
                 // PREPARE, EXECUTE, DEALLOCATE: decided with what they define and run
                 let sql = sql_prepared(cx, pol, sh, &stmts, q.sql, batch);
-                let decision = stricter(decide_all(cx, pol, &sql.stmts), sql.floor);
                 let mut pending = Pending::new(
                     PendingKind::Simple { next: 0 },
                     q.sql.into(),
                     sql.stmts,
-                    decision,
+                    sql.decision,
                     batch,
                 );
                 pending.masker = Cx::masker_for(pol, &pending.decision);
@@ -90,7 +89,7 @@ pub(super) fn on_client_frame(
                 refuse(out, sh, st, pending, &refusal, true)?;
             } else {
                 let def = Def::new(p.query.into(), stmts, decision);
-                let op = sh.registry.define(p.name, sh.batches_sent, def);
+                let op = sh.names.statements.define(p.name, sh.batches_sent, def);
                 sh.expects.push_back((sh.batches_sent, Expect::Parse(op)));
                 out.extend_from_slice(frame.wire());
             }
@@ -100,7 +99,7 @@ pub(super) fn on_client_frame(
                 unreachable!()
             };
             // the portal keeps what the statement holds now
-            let def = sh.registry.resolve(b.statement, sh.batches_sent);
+            let def = sh.names.statements.resolve(b.statement, sh.batches_sent);
             let same = st.portals.get(b.portal).is_some_and(|s| {
                 s.statement == b.statement
                     && s.def.same(&def)
@@ -137,59 +136,47 @@ pub(super) fn on_client_frame(
                 })
             });
             let batch = sh.batches_sent;
-            let mut record = None;
+            // the definition whose request record this Execute reuses (and stores)
+            let mut cached: Option<&Arc<Def>> = None;
             let mut ops = Vec::new();
+            let nothing = |d: Decision| (Arc::from(""), Arc::from(Vec::new()), d);
             let (text, stmts, decision) = match &shape.def {
                 Resolved::One(d) if d.touches_prepared() => {
                     // SQL PREPARE/EXECUTE/DEALLOCATE through the protocol: resolved as it runs
                     let sql = sql_prepared(cx, pol, sh, &d.stmts, &d.text, batch);
                     ops = sql.ops;
-                    let decision = stricter(decide_all(cx, pol, &sql.stmts), sql.floor);
-                    (d.text.clone(), sql.stmts, decision)
+                    (d.text.clone(), sql.stmts, sql.decision)
                 }
                 Resolved::One(d) => {
-                    record = d.record.lock().unwrap().clone();
+                    cached = Some(d);
                     (d.text.clone(), d.stmts.clone(), d.decision.clone())
                 }
                 // a portal SQL declared (a cursor): read as what its DECLARE made
-                Resolved::Missing if !shape.bound => match sh.cursors.0.resolve(e.portal, batch) {
-                    Resolved::One(d) => (d.text.clone(), d.stmts.clone(), d.decision.clone()),
-                    Resolved::Ambiguous => {
-                        (Arc::from(""), Arc::from(Vec::new()), ambiguous(e.portal))
+                Resolved::Missing if !shape.bound => {
+                    match sh.names.cursors.resolve(e.portal, batch) {
+                        Resolved::One(d) => (d.text.clone(), d.stmts.clone(), d.decision.clone()),
+                        Resolved::Ambiguous => nothing(ambiguous(e.portal)),
+                        Resolved::Missing => nothing(policy::nothing_to_decide()),
                     }
-                    Resolved::Missing => (
-                        Arc::from(""),
-                        Arc::from(Vec::new()),
-                        policy::nothing_to_decide(),
-                    ),
-                },
+                }
                 // bound to a statement no Parse or PREPARE of this session made: the server
                 // failed the Bind (and skips this refusal with the Execute), unless something
                 // hoopd cannot see (a function) made it — then it is not run undecided
-                Resolved::Missing => (
-                    Arc::from(""),
-                    Arc::from(Vec::new()),
-                    unknown_statement(&shape.statement),
-                ),
-                Resolved::Ambiguous => (
-                    Arc::from(""),
-                    Arc::from(Vec::new()),
-                    ambiguous(&shape.statement),
-                ),
+                Resolved::Missing => nothing(unknown_statement(&shape.statement)),
+                Resolved::Ambiguous => nothing(ambiguous(&shape.statement)),
             };
-            let cached = matches!(&shape.def, Resolved::One(d) if !d.touches_prepared());
             let mut pending = Pending::new(PendingKind::Extended, text, stmts, decision, batch);
             pending.masker = Cx::masker_for(pol, &pending.decision);
             pending.ops = ops;
-            let from = if cached {
-                RecordFrom::Cache(&mut record)
-            } else {
-                RecordFrom::Fresh
+            let admitted = match cached {
+                Some(d) => {
+                    let mut record = d.record.lock().unwrap().clone();
+                    let admitted = admit(cx, pol, st, &mut pending, RecordFrom::Cache(&mut record));
+                    *d.record.lock().unwrap() = record;
+                    admitted
+                }
+                None => admit(cx, pol, st, &mut pending, RecordFrom::Fresh),
             };
-            let admitted = admit(cx, pol, st, &mut pending, from);
-            if let (Resolved::One(d), true) = (&shape.def, cached) {
-                *d.record.lock().unwrap() = record;
-            }
             if admitted.is_ok() && pending.masker.is_some() {
                 describe_for_masking(sh, &shape, out)?;
             }
@@ -203,10 +190,10 @@ pub(super) fn on_client_frame(
                     Target::Statement => {
                         sh.stmt_desc.remove(c.name);
                         if c.name.is_empty() {
-                            sh.registry.forget_unnamed();
+                            sh.names.statements.forget_unnamed();
                             None
                         } else {
-                            Some(sh.registry.drop_name(Some(c.name), sh.batches_sent))
+                            Some(sh.names.statements.drop_name(Some(c.name), sh.batches_sent))
                         }
                     }
                     Target::Portal => {
@@ -387,10 +374,11 @@ struct SqlPrepared {
     stmts: Arc<[Classification]>,
     /// The operations registered, by statement.
     ops: Vec<(usize, OpId)>,
-    /// What the request is decided at least as strictly as: the decisions of the definitions
-    /// it runs (made when they were made); a definition's denial (what it defines could never
-    /// run); a denial when what an EXECUTE runs is unknown or cannot be known yet.
-    floor: Decision,
+    /// The request's decision: over its statements so described, and at least as strict as
+    /// the decisions of the definitions it runs (made when they were made), a definition's
+    /// denial (what it defines could never run), a denial when what an EXECUTE runs is unknown
+    /// or cannot be known yet.
+    decision: Decision,
 }
 
 fn sql_prepared(
@@ -409,16 +397,10 @@ fn sql_prepared(
             out.push(c.clone());
             continue;
         };
-        let cursors = matches!(
-            op,
-            PreparedOp::DeclareCursor(_)
-                | PreparedOp::Fetch(_)
-                | PreparedOp::CloseCursor(_)
-                | PreparedOp::CloseAllCursors
-        );
+        let cursors = op.on_cursor();
         match op {
             PreparedOp::Run(name) | PreparedOp::Fetch(name) => {
-                match sh.names(cursors).resolve(name, batch) {
+                match sh.names.of(cursors).resolve(name, batch) {
                     Resolved::One(d) => {
                         out.push(running(c, &d));
                         floor = stricter(floor, d.decision.clone());
@@ -448,7 +430,7 @@ fn sql_prepared(
                     floor = stricter(floor, decision.clone());
                 }
                 let def = Def::new(c.span.text(text).into(), stmts, decision);
-                let names = sh.names(cursors);
+                let names = sh.names.of(cursors);
                 ops.extend(names.define(name, batch, def).map(|id| (i, id)));
                 out.push(c.clone());
             }
@@ -456,7 +438,7 @@ fn sql_prepared(
                 if !cursors {
                     sh.stmt_desc.remove(&**name);
                 }
-                let names = sh.names(cursors);
+                let names = sh.names.of(cursors);
                 ops.push((i, names.drop_name(Some(name), batch)));
                 out.push(c.clone());
             }
@@ -464,39 +446,46 @@ fn sql_prepared(
                 if !cursors {
                     sh.stmt_desc.retain(|name, _| name.is_empty());
                 }
-                let names = sh.names(cursors);
+                let names = sh.names.of(cursors);
                 ops.push((i, names.drop_name(None, batch)));
                 out.push(c.clone());
             }
         }
     }
+    let stmts: Arc<[Classification]> = out.into();
     SqlPrepared {
-        stmts: out.into(),
+        decision: stricter(decide_all(cx, pol, &stmts), floor),
+        stmts,
         ops,
-        floor,
     }
 }
 
 /// The denial of an Execute of a statement the session never defined.
 fn unknown_statement(name: &str) -> Decision {
-    Decision {
-        action: Action::Deny,
-        rule: Arc::from("prepared-statement-unknown"),
-        message: Some(format!(
+    denial(
+        "prepared-statement-unknown",
+        format!(
             "hoop: prepared statement \"{name}\" was not made by this session's Parse or PREPARE; refused"
-        )),
-        mask: Some(Arc::from("default")),
-    }
+        ),
+    )
 }
 
 /// The denial of a statement run while its name could still hold more than one definition.
 fn ambiguous(name: &str) -> Decision {
+    denial(
+        "prepared-statement-in-flight",
+        format!(
+            "hoop: \"{name}\" is being redefined and the server has not yet answered; refused because what it would run cannot be known (wait for ReadyForQuery before running it)"
+        ),
+    )
+}
+
+/// A denial by hoopd's own rule `rule`.
+fn denial(rule: &str, message: String) -> Decision {
     Decision {
         action: Action::Deny,
-        rule: Arc::from("prepared-statement-in-flight"),
-        message: Some(format!(
-            "hoop: \"{name}\" is being redefined and the server has not yet answered; refused because what it would run cannot be known (wait for ReadyForQuery before running it)"
-        )),
+        rule: Arc::from(rule),
+        message: Some(message),
         mask: Some(Arc::from("default")),
     }
 }

@@ -19,7 +19,7 @@
 //! that do not redefine a name in flight (no driver does) never see it.
 //!
 //! Cursors (DECLARE, FETCH/MOVE, CLOSE) are a second namespace tracked the same way
-//! ([`Cursors`]).
+//! ([`Names`]).
 //!
 //! Sans-IO: the relay feeds it what it admits and what the server answers.
 
@@ -125,17 +125,46 @@ pub struct Registry {
     cursor: bool,
 }
 
-/// The session's cursors, tracked as its prepared statements are: what a FETCH reads is
-/// decided as the query its DECLARE made. (A cursor ends with its transaction unless WITH
-/// HOLD; a declaration kept past that only makes a FETCH the server fails decided stricter.)
-pub struct Cursors(pub Registry);
+/// A session's two namespaces: its prepared statements, and its cursors, tracked the same way
+/// (what a FETCH reads is decided as the query its DECLARE made; a cursor ends with its
+/// transaction unless WITH HOLD, and a declaration kept past that only makes a FETCH the
+/// server fails decided stricter).
+pub struct Names {
+    pub statements: Registry,
+    pub cursors: Registry,
+}
 
-impl Default for Cursors {
+impl Default for Names {
     fn default() -> Self {
-        Cursors(Registry {
-            cursor: true,
-            ..Registry::default()
-        })
+        Names {
+            statements: Registry::default(),
+            cursors: Registry {
+                cursor: true,
+                ..Registry::default()
+            },
+        }
+    }
+}
+
+impl Names {
+    /// The cursors, or the prepared statements.
+    pub fn of(&mut self, cursors: bool) -> &mut Registry {
+        if cursors {
+            &mut self.cursors
+        } else {
+            &mut self.statements
+        }
+    }
+
+    /// The server confirmed operation `id` (of either namespace).
+    pub fn confirm(&mut self, id: &OpId) {
+        self.of(id.cursor).confirm(id);
+    }
+
+    /// The server has answered every batch before `done`.
+    pub fn batches_done(&mut self, done: u64) {
+        self.statements.batches_done(done);
+        self.cursors.batches_done(done);
     }
 }
 

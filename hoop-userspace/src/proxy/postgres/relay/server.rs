@@ -91,7 +91,7 @@ pub(super) fn on_server_frame(
         b'1' => match sh.expects.pop_front().map(|(_, e)| e) {
             // the ParseComplete of a refusal hoopd staged
             Some(Expect::OurParse) => return Ok(()),
-            Some(Expect::Parse(Some(id))) => sh.confirm(&id),
+            Some(Expect::Parse(Some(id))) => sh.names.confirm(&id),
             _ => {}
         },
         b'2' if sh.swallow > 0 => {
@@ -100,7 +100,7 @@ pub(super) fn on_server_frame(
         }
         b'3' => {
             if let Some((_, Expect::Close(Some(id)))) = sh.expects.pop_front() {
-                sh.confirm(&id);
+                sh.names.confirm(&id);
             }
         }
         b'C' | b'I' | b's' | b'V' => {
@@ -170,8 +170,7 @@ pub(super) fn on_server_frame(
             {
                 sh.expects.pop_front();
             }
-            sh.registry.batches_done(sh.batches_done);
-            sh.cursors.0.batches_done(sh.batches_done);
+            sh.names.batches_done(sh.batches_done);
             while sh
                 .pending
                 .front()
@@ -204,12 +203,7 @@ fn complete_front(
         };
         for (i, id) in &front.ops {
             if done.is_none_or(|d| d == *i) {
-                // (the fields, not `Shared::confirm`: `front` borrows the queue)
-                if id.cursor {
-                    sh.cursors.0.confirm(id);
-                } else {
-                    sh.registry.confirm(id);
-                }
+                sh.names.confirm(id);
             }
         }
     }
